@@ -1,0 +1,81 @@
+"""Loading checkpoints safely: ``weights_only=True`` always, and only classes of this project.
+
+A dgbench checkpoint is a Lightning checkpoint plus a ``dgbench`` entry (written by
+``FamilyModule.on_save_checkpoint``) naming the family's class. The module is rebuilt from that
+class and the saved hyper-parameters, then the weights are loaded: nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dgbench import DGBenchError
+from models.base import CHECKPOINT_FORMAT, FamilyModule
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, or a run directory (its metrics.json's ``ckpt_path``, else best/last)."""
+    path = Path(path)
+    if path.is_dir():
+        metrics = path / "metrics.json"
+        if metrics.exists():
+            recorded = json.loads(metrics.read_text()).get("ckpt_path")
+            if recorded and Path(recorded).is_file():
+                return Path(recorded)
+        for name in ("best.ckpt", "last.ckpt"):
+            if (path / "checkpoints" / name).is_file():
+                return path / "checkpoints" / name
+        raise DGBenchError(f"run directory {path} has no checkpoints/best.ckpt or last.ckpt: pass a .ckpt file")
+    if not path.is_file():
+        raise DGBenchError(f"checkpoint {path} does not exist: pass a .ckpt file or a run directory written by train.py")
+    return path
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """``torch.load(weights_only=True)`` with one-line errors for every way a file can be wrong."""
+    path = resolve_checkpoint(path)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else "unsupported global"
+        raise DGBenchError(
+            f"{path} contains pickled Python objects that weights-only loading refuses ({reason}); "
+            "dgbench never unpickles code: use a checkpoint written by train.py"
+        ) from None
+    except Exception as err:  # noqa: BLE001 - zip/EOF/format errors all mean "not a checkpoint"
+        raise DGBenchError(f"{path} is not a readable PyTorch checkpoint ({type(err).__name__}): pass a .ckpt written by train.py") from None
+    meta = checkpoint.get("dgbench") if isinstance(checkpoint, dict) else None
+    if not isinstance(meta, dict) or "class_path" not in meta:
+        raise DGBenchError(f"{path} is not a dgbench checkpoint (no 'dgbench' entry): pass a .ckpt written by train.py")
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise DGBenchError(f"{path} has checkpoint format {meta.get('format')}, this dgbench reads {CHECKPOINT_FORMAT}")
+    return checkpoint
+
+
+def family_class(class_path: str) -> type[FamilyModule]:
+    """Import a family class by dotted path, refusing anything that is not a FamilyModule."""
+    module_name, _, class_name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError, ValueError):
+        raise DGBenchError(
+            f"checkpoint names an unknown family class {class_path!r}: is its model file missing from models/?"
+        ) from None
+    if not (isinstance(cls, type) and issubclass(cls, FamilyModule)):
+        raise DGBenchError(f"checkpoint names {class_path!r}, which is not a dgbench model family")
+    return cls
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> FamilyModule:
+    """Rebuild a trained family from its checkpoint, in eval mode on ``device``."""
+    checkpoint = read_checkpoint(path)
+    cls = family_class(checkpoint["dgbench"]["class_path"])
+    model = cls(**checkpoint.get("hyper_parameters", {}))
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.to(device).eval()

@@ -1,0 +1,253 @@
+"""MNIST and Fashion-MNIST kept as one uint8 tensor per split on the training device.
+
+Each split is decoded once (through torchvision's dataset classes, which read the standard IDX
+files), moved to the device, and batched by indexing: no per-sample PIL/ToTensor round trip and
+no worker processes. Batches are float images in [0, 1] of shape (N, 1, 28, 28) with int64 labels.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import struct
+from pathlib import Path
+from typing import Iterator
+
+import lightning as L
+import torch
+import torchvision
+
+from dgbench import DGBenchError
+
+DATASETS: dict[str, type[torchvision.datasets.MNIST]] = {
+    "mnist": torchvision.datasets.MNIST,
+    "fashion_mnist": torchvision.datasets.FashionMNIST,
+}
+# (images, labels) file names per split, as torchvision lays them out under <root>/<Class>/raw/.
+IDX_FILES = {
+    True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+IDX_UBYTE = 0x08  # IDX type code for unsigned bytes, the only type MNIST files use
+
+
+def default_data_root() -> str:
+    return os.environ.get("DATA_DIR", "./data")
+
+
+def check_idx_file(path: Path) -> None:
+    """Raise a one-line DGBenchError unless ``path`` is a complete uint8 IDX file.
+
+    torchvision would fail on a bad file with a reshape error deep in its reader; checking the
+    header against the file size first lets us name the file and say what is wrong.
+    """
+    data = path.read_bytes()[:64]
+    if len(data) < 4 or data[:3] != b"\x00\x00\x08" or not 1 <= data[3] <= 3:
+        raise DGBenchError(
+            f"{path} is not an IDX file (magic number {data[:4].hex() or 'missing'}, expected "
+            "0000080N): replace it with the original file or delete it to re-download"
+        )
+    ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise DGBenchError(f"{path} is truncated inside its header: replace or re-download it")
+    dims = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    expected, actual = 4 + 4 * ndim + math.prod(dims), path.stat().st_size
+    if actual != expected:
+        raise DGBenchError(
+            f"{path} is truncated or corrupt ({actual} bytes, its header says {expected}): "
+            "replace it with the original file or delete it to re-download"
+        )
+
+
+@functools.lru_cache(maxsize=4)  # evaluation and tests set up the same splits repeatedly
+def load_split(name: str, root: str | Path, train: bool, download: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode one split to ``(images uint8 (N, 28, 28), labels int64 (N,))`` on the CPU."""
+    if name not in DATASETS:
+        raise DGBenchError(f"unknown dataset {name!r}: choose one of {sorted(DATASETS)}")
+    dataset_cls = DATASETS[name]
+    raw = Path(root) / dataset_cls.__name__ / "raw"
+    files = [raw / f for f in IDX_FILES[train]]
+    if not all(f.exists() for f in files):
+        if download:
+            try:
+                dataset_cls(str(root), train=train, download=True)
+            except Exception:  # noqa: BLE001 - any download failure gets the same actionable message
+                pass
+        if not all(f.exists() for f in files):
+            raise DGBenchError(
+                f"{name} files not found in {raw} (expected {', '.join(IDX_FILES[train])}) and could "
+                "not be downloaded: set DATA_DIR or data.root to the folder holding "
+                f"{dataset_cls.__name__}/raw/"
+            )
+    for f in files:
+        check_idx_file(f)
+    dataset = dataset_cls(str(root), train=train, download=False)
+    return dataset.data.contiguous(), dataset.targets.long()
+
+
+def stratified_subset(labels: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """Indices of ``size`` examples whose class proportions match ``labels`` (largest remainder)."""
+    classes, counts = labels.unique(return_counts=True)
+    quota = counts.double() * size / len(labels)
+    take = quota.floor().long()
+    shortfall = size - int(take.sum())
+    take[torch.argsort(quota - take, descending=True)[:shortfall]] += 1
+    chosen = []
+    for cls, k in zip(classes.tolist(), take.tolist()):
+        members = (labels == cls).nonzero().squeeze(1)
+        chosen.append(members[torch.randperm(len(members), generator=generator)[:k]])
+    return torch.cat(chosen).sort().values
+
+
+def random_translate(images: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Shift each image (N, H, W) by its own integer offset in [-max_shift, max_shift], zero-filled."""
+    n, h, w = images.shape
+    padded = torch.nn.functional.pad(images, (max_shift,) * 4)
+    offsets = torch.randint(0, 2 * max_shift + 1, (2, n), generator=generator).to(images.device)
+    rows = torch.arange(h, device=images.device)[None, :, None] + offsets[0][:, None, None]
+    cols = torch.arange(w, device=images.device)[None, None, :] + offsets[1][:, None, None]
+    return padded[torch.arange(n, device=images.device)[:, None, None], rows, cols]
+
+
+class EpochShuffle:
+    """Permutation source seeded by (seed, epoch).
+
+    Lightning calls ``set_epoch`` on a loader's ``sampler`` at every epoch start, as it does for
+    DistributedSampler, so an epoch's order depends only on the seed and the epoch number: a run
+    resumed from a checkpoint sees exactly the batches an uninterrupted run would have seen.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+
+
+class TensorBatches:
+    """Mini-batches ``(images float [0,1] (B,1,28,28), labels (B,))`` cut from device tensors."""
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        max_shift: int = 0,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.images, self.labels = images, labels
+        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.max_shift, self.rank, self.world_size = max_shift, rank, world_size
+        self.sampler = EpochShuffle(seed)
+        self.batch_sampler = None  # Lightning inspects DataLoader-like objects for both attributes
+
+    def _num_local(self) -> int:
+        # Every rank gets the same number of examples (DistributedSampler's convention).
+        return len(self.images) // self.world_size if self.world_size > 1 else len(self.images)
+
+    def __len__(self) -> int:
+        n = self._num_local()
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        generator = self.sampler.generator()
+        device = self.images.device
+        n = len(self.images)
+        order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
+        local = order[self.rank :: self.world_size][: self._num_local()].to(device)
+        for i in range(len(self)):
+            idx = local[i * self.batch_size : (i + 1) * self.batch_size]
+            images = self.images[idx]
+            if self.max_shift:
+                images = random_translate(images, self.max_shift, generator)
+            yield images.unsqueeze(1).float().div_(255), self.labels[idx]
+
+
+class MNISTDataModule(L.LightningDataModule):
+    """MNIST or Fashion-MNIST, with a seeded train/val split and an optional stratified subset.
+
+    Args:
+        name: ``mnist`` or ``fashion_mnist``.
+        root: folder holding ``MNIST/raw/`` etc.; defaults to ``$DATA_DIR``, else ``./data``.
+        batch_size: training batch size (evaluation uses ``eval_batch_size``).
+        val_size: examples held out of the 60k training split for validation.
+        train_size: if set, a class-stratified subset of the remaining training examples.
+        max_shift: random translation of up to this many pixels per training image (0 = off).
+        download: let torchvision fetch missing files (needs internet).
+    """
+
+    def __init__(
+        self,
+        name: str = "mnist",
+        root: str | None = None,
+        batch_size: int = 128,
+        eval_batch_size: int = 1000,
+        val_size: int = 5000,
+        train_size: int | None = None,
+        max_shift: int = 0,
+        seed: int = 0,
+        download: bool = True,
+    ) -> None:
+        super().__init__()
+        if name not in DATASETS:
+            raise DGBenchError(f"unknown dataset {name!r}: choose one of {sorted(DATASETS)}")
+        self.name, self.root = name, root or default_data_root()
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.val_size, self.train_size = val_size, train_size
+        self.max_shift, self.seed, self.download = max_shift, seed, download
+        self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def prepare_data(self) -> None:
+        for train in (True, False):
+            load_split(self.name, self.root, train, self.download)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        images, labels = load_split(self.name, self.root, True, self.download)
+        generator = torch.Generator().manual_seed(self.seed)
+        perm = torch.randperm(len(images), generator=generator)
+        val_idx, train_idx = perm[: self.val_size], perm[self.val_size :]
+        if self.train_size is not None:
+            if not 10 <= self.train_size <= len(train_idx):
+                raise DGBenchError(f"data.train_size={self.train_size} must be in [10, {len(train_idx)}]")
+            train_idx = train_idx[stratified_subset(labels[train_idx], self.train_size, generator)]
+        test_images, test_labels = load_split(self.name, self.root, False, self.download)
+        self.splits = {
+            "train": (images[train_idx].to(device), labels[train_idx].to(device)),
+            "val": (images[val_idx].to(device), labels[val_idx].to(device)),
+            "test": (test_images.to(device), test_labels.to(device)),
+        }
+
+    def _loader(self, split: str, train: bool) -> TensorBatches:
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        images, labels = self.splits[split]
+        return TensorBatches(
+            images,
+            labels,
+            self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            drop_last=train and len(images) >= 2 * self.batch_size,
+            max_shift=self.max_shift if train else 0,
+            seed=self.seed,  # every rank draws the same permutation and takes its own shard
+            rank=rank,
+            world_size=world,
+        )
+
+    def train_dataloader(self) -> TensorBatches:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> TensorBatches:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> TensorBatches:
+        return self._loader("test", train=False)

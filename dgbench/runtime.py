@@ -1,0 +1,57 @@
+"""Plumbing shared by the entry points: one-line errors, config resolvers, run records."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from dgbench import DGBenchError
+
+
+def auto_precision(accelerator: str = "auto") -> str:
+    """bf16 autocast where a CUDA GPU will be used, full fp32 elsewhere (CPU bf16 is slower)."""
+    on_gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    return "bf16-mixed" if on_gpu and torch.cuda.is_bf16_supported() else "32-true"
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("auto_precision"):
+        OmegaConf.register_new_resolver("auto_precision", auto_precision)
+
+
+def friendly_errors(main: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
+    """Turn a DGBenchError into one line on stderr and exit status 2; anything else propagates."""
+
+    @functools.wraps(main)
+    def wrapped(cfg: DictConfig) -> Any:
+        try:
+            return main(cfg)
+        except DGBenchError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+
+    return wrapped
+
+
+def environment() -> dict[str, Any]:
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
+    return {"device": device, "torch_version": torch.__version__, "python": platform.python_version()}
+
+
+def write_json(path: str | Path, payload: dict[str, Any]) -> None:
+    """Write JSON atomically: a reader never sees half a file, a crash never leaves one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as tmp:
+        json.dump(payload, tmp, indent=2, default=float)
+        tmp.write("\n")
+    os.replace(tmp.name, path)

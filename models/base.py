@@ -1,0 +1,59 @@
+"""What every family shares: optimiser and schedule wiring, and checkpoints that describe themselves."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, ClassVar
+
+import lightning as L
+import torch
+
+from dgbench import DGBenchError
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+CHECKPOINT_FORMAT = 1
+
+
+class FamilyModule(L.LightningModule):
+    """Base class of every model family.
+
+    Subclasses set ``family`` (short name), ``kind`` (``discriminative`` or ``generative``) and
+    ``monitor`` (the validation metric and mode that picks the best checkpoint), call
+    ``self.save_hyperparameters(ignore=["optimizer", "scheduler"])`` in ``__init__``, and implement
+    the capability methods of :mod:`models.capabilities` that they truly have.
+
+    ``optimizer`` and ``scheduler`` are partials (Hydra ``_partial_: true``): the optimiser gets
+    ``params``, the scheduler ``optimizer`` and ``total_steps``. They stay out of the checkpoint's
+    hyper-parameters so that checkpoints hold only tensors and plain containers and load with
+    ``torch.load(weights_only=True)``.
+    """
+
+    family: ClassVar[str]
+    kind: ClassVar[str]
+    monitor: ClassVar[tuple[str, str]] = ("val/loss", "min")
+
+    def __init__(self, optimizer: OptimizerFactory | None = None, scheduler: SchedulerFactory | None = None) -> None:
+        super().__init__()
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+
+    def configure_optimizers(self) -> Any:
+        if self.optimizer_factory is None:
+            raise DGBenchError(f"{type(self).__name__} has no optimizer: set model.optimizer in the config")
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer, total_steps=int(self.trainer.estimated_stepping_batches))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Enough to rebuild the module without the config that trained it: class + hyper-parameters.
+        checkpoint["dgbench"] = {
+            "format": CHECKPOINT_FORMAT,
+            "family": self.family,
+            "kind": self.kind,
+            "class_path": f"{type(self).__module__}.{type(self).__qualname__}",
+        }
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,63 @@
+"""Shared fixtures: config composition with tiny overrides, and a tiny trained ResNet."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, open_dict
+
+from dgbench.runtime import register_resolvers
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+if "DATA_DIR" not in os.environ and SHARED_DATA.is_dir():
+    os.environ["DATA_DIR"] = str(SHARED_DATA)
+
+register_resolvers()
+
+# Small enough to train in seconds on 2 CPU cores, real enough to learn something.
+TINY = [
+    "data.train_size=1000",
+    "data.batch_size=100",
+    "data.eval_batch_size=500",
+    "trainer.accelerator=cpu",
+    "trainer.max_epochs=2",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "trainer.enable_progress_bar=false",
+    "logger=none",
+]
+TINY_RESNET = ["model=resnet", "model.width=8", "model.depth=1", "model.num_stages=2", "model.stem_stride=2"]
+
+
+def compose_config(overrides: list[str], output_dir: Path, config_name: str = "train") -> DictConfig:
+    """Compose ``configs/<config_name>.yaml`` as Hydra would, writing into ``output_dir``."""
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIGS)):
+        cfg = compose(config_name=config_name, overrides=overrides)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+        cfg.paths.log_dir = str(output_dir)
+    return cfg
+
+
+@pytest.fixture
+def make_config(tmp_path: Path) -> Callable[..., DictConfig]:
+    def make(*overrides: str, config_name: str = "train") -> DictConfig:
+        return compose_config(list(overrides), tmp_path, config_name)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_resnet_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run directory holding a tiny ResNet trained for two short epochs (shared by tests)."""
+    from train import train
+
+    out = tmp_path_factory.mktemp("tiny_resnet")
+    train(compose_config([*TINY, *TINY_RESNET], out))
+    return out

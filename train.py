@@ -1,0 +1,80 @@
+"""Train one model family: ``python train.py [experiment=NAME] [group=option] [key=value ...]``.
+
+seed -> data, model, callbacks, loggers, trainer -> fit (``ckpt_path=`` resumes) -> test the best
+checkpoint -> ``metrics.json`` in the run directory. Configs live in ``configs/``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from dgbench.runtime import environment, friendly_errors, register_resolvers, write_json
+from models.base import FamilyModule
+
+register_resolvers()
+
+
+def build_callbacks(cfg: DictConfig, model: FamilyModule) -> list[L.Callback]:
+    """Instantiate ``cfg.callbacks``; a checkpoint callback without a monitor uses the family's."""
+    callbacks = []
+    for name, callback_cfg in (cfg.get("callbacks") or {}).items():
+        if name == "model_checkpoint" and callback_cfg.get("monitor") is None:
+            callback_cfg = OmegaConf.merge(callback_cfg, dict(zip(("monitor", "mode"), model.monitor)))
+        callbacks.append(instantiate(callback_cfg))
+    return callbacks
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    L.seed_everything(cfg.seed, workers=False, verbose=False)
+    datamodule = instantiate(cfg.data)
+    model: FamilyModule = instantiate(cfg.model, _convert_="all")
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=build_callbacks(cfg, model), logger=loggers or False)
+
+    start = time.perf_counter()
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    train_time_s = time.perf_counter() - start
+
+    checkpoint = trainer.checkpoint_callback
+    ckpt_path = (checkpoint.best_model_path or checkpoint.last_model_path) if checkpoint else ""
+    test_metrics: dict[str, float] = {}
+    if cfg.get("test"):
+        results = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path or None, weights_only=True, verbose=False)
+        test_metrics = {k: float(v) for k, v in results[0].items()} if results else {}
+
+    metrics = {
+        "family": model.family,
+        "kind": model.kind,
+        **test_metrics,
+        "train_time_s": round(train_time_s, 2),
+        "epochs": trainer.current_epoch,
+        "global_step": trainer.global_step,
+        "num_parameters": model.num_parameters,
+        "ckpt_path": str(Path(ckpt_path).resolve()) if ckpt_path else None,
+        "seed": cfg.seed,
+        **environment(),
+        "precision": str(trainer.precision),
+        "complete": True,
+    }
+    if trainer.is_global_zero:
+        write_json(Path(cfg.paths.output_dir) / "metrics.json", metrics)
+        print(" ".join(f"{k}={v:.4f}" for k, v in test_metrics.items()) or "no test metrics")
+        print(f"checkpoint: {metrics['ckpt_path']}")
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="train")
+@friendly_errors
+def main(cfg: DictConfig) -> None:
+    train(cfg)
+
+
+if __name__ == "__main__":
+    main()
