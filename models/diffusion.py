@@ -1,0 +1,327 @@
+"""Class-conditional DDPM (Ho et al. 2020) with classifier-free guidance: the diffusion family.
+
+Training is the textbook L_simple: noise an image to a random timestep and regress the noise.
+Everything else is inference on the EMA network, through the schedule in
+:mod:`models.noise_schedule`: DDIM / DDPM sampling with guidance, the variational bound, the
+diffusion classifier, reconstruction-based anomaly scores and RePaint inpainting. Images arrive
+in [0, 1] and are mapped to [-1, 1], the range the schedule's clipping assumes.
+
+Every capability that is not given a generator draws its noise from a CPU generator with a fixed
+seed, so scores are deterministic and the same (t, ε) are used for every image batch and class.
+Costs in network evaluations (NFE) per image: sample ``sample_steps`` (x2 with guidance),
+classify ``10 * classify_pairs``, log_likelihood ``likelihood_timesteps + 1``, anomaly_scores
+that plus ``len(recon_levels) * recon_steps``, impute ``impute_steps * impute_resample``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from dgbench import DGBenchError
+from models.base import FamilyModule, OptimizerFactory, SchedulerFactory
+from models.ema import EMA
+from models.noise_schedule import NoiseSchedule
+from models.unet import UNet
+
+NUM_CLASSES, PIXELS, EVAL_SEED = 10, 28 * 28, 0
+
+
+def normal_kl(mean1: Tensor, var1: Tensor, mean2: Tensor, var2: Tensor) -> Tensor:
+    """KL(N(mean1, var1) || N(mean2, var2)) per element, in nats."""
+    return 0.5 * (var2.log() - var1.log() + (var1 + (mean1 - mean2) ** 2) / var2 - 1)
+
+
+def discretized_gaussian_log_likelihood(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    """log ∫ N(u; mean, std²) du over the 8-bit bin of each x in [-1, 1] (Ho et al. eq. 13).
+
+    Bins are [x - 1/255, x + 1/255], with the outermost ones extended to ±∞. Computed with
+    log Φ so that bins far in a tail keep their (tiny) mass instead of rounding to zero.
+    """
+    half_bin = 1 / 255
+    lo, hi = (x - mean - half_bin) / std, (x - mean + half_bin) / std
+    # log(Φ(hi) - Φ(lo)); mirror bins above the mean into the lower tail, where Φ is accurate.
+    flip = lo > 0
+    lo, hi = torch.where(flip, -hi, lo), torch.where(flip, -lo, hi)
+    log_hi, log_lo = torch.special.log_ndtr(hi), torch.special.log_ndtr(lo)
+    inner = log_hi + torch.log1p(-torch.exp(log_lo - log_hi))
+    lowest = torch.special.log_ndtr(torch.where(flip, -lo, hi))  # log Φ(upper edge) for x = -1
+    highest = torch.special.log_ndtr(torch.where(flip, hi, -lo))  # log(1 - Φ(lower edge)) for x = 1
+    return torch.where(x < -0.999, lowest, torch.where(x > 0.999, highest, inner))
+
+
+class DiffusionModel(FamilyModule):
+    """Capabilities: classify, sample, score_anomalies, likelihood, impute."""
+
+    family = "diffusion"
+    kind = "generative"
+    monitor = ("val/loss", "min")
+
+    def __init__(
+        self,
+        channels: Sequence[int] = (32, 64, 64),
+        num_res_blocks: int = 1,
+        attention_levels: Sequence[int] = (2,),
+        dropout: float = 0.1,
+        num_timesteps: int = 1000,
+        schedule: str = "cosine",
+        label_dropout: float = 0.1,
+        ema_decay: float = 0.999,
+        sampler: str = "ddim",
+        sample_steps: int = 50,
+        eta: float = 0.0,
+        guidance_scale: float = 1.0,
+        likelihood_timesteps: int = 100,
+        classify_pairs: int = 100,
+        recon_levels: Sequence[float] = (0.3, 0.5),
+        recon_steps: int = 10,
+        impute_steps: int = 50,
+        impute_resample: int = 5,
+        eval_batch_size: int = 1000,
+        optimizer: OptimizerFactory | None = None,
+        scheduler: SchedulerFactory | None = None,
+    ) -> None:
+        super().__init__(optimizer, scheduler)
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
+        if sampler not in ("ddim", "ddpm"):
+            raise DGBenchError(f"model.sampler={sampler!r}: choose 'ddim' or 'ddpm'")
+        self.unet = UNet(channels, num_res_blocks, attention_levels, NUM_CLASSES, dropout)
+        self.ema = EMA(self.unet, ema_decay)
+        self.schedule = NoiseSchedule(num_timesteps, schedule)
+        self.null_class = NUM_CLASSES
+        # Inference options are plain attributes so evaluation can change them on a loaded model.
+        self.sampler, self.sample_steps, self.eta, self.guidance_scale = sampler, sample_steps, eta, guidance_scale
+        self.likelihood_timesteps, self.classify_pairs = likelihood_timesteps, classify_pairs
+        self.recon_levels, self.recon_steps = list(recon_levels), recon_steps
+        self.impute_steps, self.impute_resample, self.eval_batch_size = impute_steps, impute_resample, eval_batch_size
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.unet.parameters())  # the EMA copy is not counted twice
+
+    # --- training: L_simple (Ho et al. eq. 14) ----------------------------------------------
+    def _loss(self, x: Tensor, y: Tensor, t: Tensor, noise: Tensor, network: torch.nn.Module) -> Tensor:
+        """E ||ε - ε_θ(√ᾱ_t x_0 + √(1 - ᾱ_t) ε, t, y)||², the unweighted ε-regression."""
+        x_t = self.schedule.add_noise(x * 2 - 1, noise, t)
+        return F.mse_loss(network(x_t, t, y).float(), noise.float())
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, y = batch
+        t = torch.randint(0, self.schedule.num_timesteps, (len(x),), device=x.device)
+        # Label dropout trains the unconditional model ε_θ(x_t, t, ∅) in the same network, which
+        # classifier-free guidance needs (Ho & Salimans 2022, Algorithm 1).
+        drop = torch.rand(len(x), device=x.device) < self.hparams.label_dropout
+        loss = self._loss(x, torch.where(drop, self.null_class, y), t, torch.randn_like(x), self.unet)
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def on_train_batch_end(self, outputs: object, batch: object, batch_idx: int) -> None:
+        # EMA warm-up (decay (1+n)/(10+n), as in TensorFlow's ExponentialMovingAverage): with a
+        # fixed 0.999 the average of a short run would still remember the random initialisation.
+        step = self.global_step
+        self.ema.decay = min(self.hparams.ema_decay, (1 + step) / (10 + step))
+        self.ema.update(self.unet)
+
+    def _evaluate(self, batch: tuple[Tensor, Tensor], batch_idx: int, stage: str) -> None:
+        # Fixed (t, ε) per batch index: epochs are compared on the same draws, so val/loss moves
+        # only when the EMA network does, which makes it a usable checkpoint criterion.
+        x, y = batch
+        generator = torch.Generator().manual_seed(batch_idx)
+        t = torch.randint(0, self.schedule.num_timesteps, (len(x),), generator=generator).to(x.device)
+        noise = torch.randn(x.shape, generator=generator).to(x.device)
+        self.log(f"{stage}/loss", self._loss(x, y, t, noise, self.ema.averaged), on_epoch=True, prog_bar=stage == "val")
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, batch_idx, "val")
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, batch_idx, "test")
+
+    # --- shared inference helpers ------------------------------------------------------------
+    def _eps(self, x_t: Tensor, t: int | Tensor, labels: Tensor | None, guidance_scale: float = 0.0) -> Tensor:
+        """ε from the EMA network, in calls of at most ``eval_batch_size`` rows; labels None = null class."""
+        t = torch.as_tensor(t, device=x_t.device).expand(len(x_t))
+        if labels is None:
+            labels, guidance_scale = torch.full_like(t, self.null_class), 0.0
+        size = max(1, self.eval_batch_size // 2) if guidance_scale else self.eval_batch_size
+        chunks = zip(x_t.split(size), t.split(size), labels.split(size), strict=True)
+        return torch.cat([self._guided_eps(*chunk, guidance_scale) for chunk in chunks])
+
+    def _guided_eps(self, x_t: Tensor, t: Tensor, labels: Tensor, w: float) -> Tensor:
+        """ε̃ = (1 + w) ε(x_t, y) - w ε(x_t, ∅) (Ho & Salimans 2022, eq. 6), both halves in one batch."""
+        net = self.ema.averaged
+        if w == 0:
+            return net(x_t, t, labels).float()
+        null = torch.full_like(labels, self.null_class)
+        cond, uncond = net(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([labels, null])).float().chunk(2)
+        return cond + w * (cond - uncond)
+
+    def _randn(self, shape: Sequence[int], generator: torch.Generator | None) -> Tensor:
+        # Drawn on the CPU, then moved: a seed gives the same images on every device.
+        return torch.randn(tuple(shape), generator=generator).to(self.device)
+
+    def _per_images(
+        self, fn: Callable[[Tensor, Tensor], Tensor], rows_per_image: int, x: Tensor, mask: Tensor
+    ) -> Tensor:
+        """``fn`` on slices of images whose expansion to ``rows_per_image`` rows each fits a batch."""
+        size = max(1, self.eval_batch_size // rows_per_image)
+        return torch.cat([fn(x[i : i + size], mask[i : i + size]) for i in range(0, len(x), size)])
+
+    # --- sample -----------------------------------------------------------------------------
+    @torch.inference_mode()
+    def sample(self, n: int, labels: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+        """Guided DDIM (η = ``eta``) or DDPM ancestral sampling in ``sample_steps`` steps.
+
+        ``labels=None`` draws the classes uniformly with ``generator`` (MNIST is nearly balanced,
+        so this samples p(x) as Σ_y p(y) p(x|y) with the same guidance as conditional samples).
+        """
+        if labels is None:
+            labels = torch.randint(0, NUM_CLASSES, (n,), generator=generator)
+        labels = labels.to(self.device)
+        x = self._randn((n, 1, 28, 28), generator)
+        for t, t_prev in self.schedule.timesteps(self.sample_steps):
+            eps = self._eps(x, t, labels, self.guidance_scale)
+            if self.sampler == "ddpm":
+                x = self.schedule.step(eps, x, t, t_prev, self._randn(x.shape, generator))
+            else:
+                noise = self._randn(x.shape, generator) if self.eta > 0 else None
+                x = self.schedule.ddim_step(eps, x, t, t_prev, self.eta, noise)
+        return ((x + 1) / 2).clamp(0, 1)
+
+    # --- likelihood: the variational bound --------------------------------------------------
+    @property
+    def likelihood_protocol(self) -> str:
+        return (
+            "DDPM variational bound L_vlb (Ho et al. 2020 eq. 5) of the unconditional (null-class) EMA model, "
+            "in nats per image: exact prior term L_T, exact discretized-Gaussian decoder L_0 over the 256 "
+            f"8-bit levels (eq. 13), and sum_t L_t estimated from {self.likelihood_timesteps} stratified-uniform "
+            f"timesteps; reverse variance fixed to the posterior β̃_t; {self.hparams.schedule} schedule, "
+            f"T={self.schedule.num_timesteps}; x in [0,1] is rounded to the k/255 grid and mapped to [-1,1]; "
+            "(t, ε) from a fixed seed, the same for every image. An unbiased estimate of a lower bound on "
+            "log p(x) (bits/dim = -value / (784 ln 2))."
+        )
+
+    def _vlb_terms(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
+        """Per-row L_t in nats (KL terms for t >= 1, decoder -log p(x_0|x_1) for t = 0)."""
+        x_t = self.schedule.add_noise(x0, noise, t)
+        x0_hat = self.schedule.predict_x0(x_t, self._eps(x_t, t, None), t).clamp(-1, 1)
+        x0, x_t, x0_hat = x0.double(), x_t.double(), x0_hat.double()  # tails and 1e-5 variances
+        true_mean, variance = self.schedule.posterior(x0, x_t, t, t - 1)
+        model_mean, _ = self.schedule.posterior(x0_hat, x_t, t, t - 1)
+        # At t = 0 the posterior variance is 0; the decoder uses β̃ of the next step (Ho et al.'s code).
+        _, next_variance = self.schedule.posterior(x0, x_t, torch.ones_like(t), torch.zeros_like(t))
+        kl = normal_kl(true_mean, variance.clamp(min=1e-30), model_mean, variance.clamp(min=1e-30)).flatten(1).sum(1)
+        decoder = -discretized_gaussian_log_likelihood(x0, model_mean, next_variance.sqrt()).flatten(1).sum(1)
+        return torch.where(t == 0, decoder, kl)
+
+    def _negative_vlb(self, x: Tensor) -> Tensor:
+        T, K = self.schedule.num_timesteps, self.likelihood_timesteps
+        if not 1 <= K <= T - 1:
+            raise DGBenchError(f"model.likelihood_timesteps={K} must be in [1, {T - 1}]")
+        generator = torch.Generator().manual_seed(EVAL_SEED)
+        x0 = (x.float() * 255).round() / 127.5 - 1  # the 8-bit grid, in [-1, 1]
+        # Stratified uniform t in {1..T-1}: one per integer stratum, weighted by its width, so
+        # Σ_t L_t is estimated without bias; plus the t = 0 decoder term with weight 1.
+        edges = torch.linspace(1, T, K + 1).round().long()
+        widths = edges[1:] - edges[:-1]
+        t = torch.cat(
+            [torch.zeros(1, dtype=torch.long), edges[:-1] + (torch.rand(K, generator=generator) * widths).long()]
+        )
+        t, weights = t.to(self.device), torch.cat([torch.ones(1), widths.double()]).to(self.device, torch.float64)
+        noise = self._randn((K + 1, *x.shape[1:]), generator)
+
+        def weighted_sum(x0: Tensor, _: Tensor) -> Tensor:
+            n = len(x0)
+            terms = self._vlb_terms(x0.repeat_interleave(K + 1, 0), t.repeat(n), noise.repeat(n, 1, 1, 1))
+            return (terms.view(n, K + 1) * weights).sum(1)
+
+        a_T = self.schedule.alphas_cumprod[-1]
+        prior = normal_kl(a_T.sqrt() * x0.double(), 1 - a_T, torch.zeros_like(a_T), torch.ones_like(a_T))
+        return self._per_images(weighted_sum, K + 1, x0, x0) + prior.flatten(1).sum(1)
+
+    @torch.inference_mode()
+    def log_likelihood(self, x: Tensor) -> Tensor:
+        return -self._negative_vlb(x).float()
+
+    # --- classify: the diffusion classifier ------------------------------------------------
+    @torch.inference_mode()
+    def classify(self, x: Tensor, observed: Tensor | None = None) -> Tensor:
+        """log p(y|x) = log softmax_y -E_{t,ε} ||ε - ε_θ(x_t, t, y)||² (Li et al. 2023, eq. 4).
+
+        ``classify_pairs`` (t, ε) pairs, t evenly spaced over [0, T), ε from a fixed seed, are the
+        same for all ten classes (and all images), so the class comparison is paired: the noise
+        common to every class cancels (Li et al. §3.2; Clark & Jaini 2023). The error is summed
+        over observed pixels only; the network still sees the zero-filled image at missing pixels,
+        so this marginalises the likelihood term but not the network's input (an approximation).
+        """
+        generator = torch.Generator().manual_seed(EVAL_SEED)
+        P, T = self.classify_pairs, self.schedule.num_timesteps
+        t = ((torch.arange(P) + 0.5) * T / P).long().to(self.device)
+        noise = self._randn((P, *x.shape[1:]), generator)
+        mask = torch.ones_like(x, dtype=torch.bool) if observed is None else observed.bool()
+
+        def log_posterior(x: Tensor, mask: Tensor) -> Tensor:
+            n, C = len(x), NUM_CLASSES
+            x_t = self.schedule.add_noise(
+                (x.float() * 2 - 1).repeat_interleave(P, 0), noise.repeat(n, 1, 1, 1), t.repeat(n)
+            )
+            # Rows ordered (image, pair, class): every class sees exactly the same x_t.
+            labels = torch.arange(C, device=x.device).repeat(n * P)
+            eps = self._eps(x_t.repeat_interleave(C, 0), t.repeat(n).repeat_interleave(C), labels)
+            squared = (eps.view(n, P, C, -1) - noise.view(1, P, 1, -1)) ** 2
+            error = (squared * mask.view(n, 1, 1, -1)).sum(3).mean(1)
+            return F.log_softmax(-error, dim=1)
+
+        return self._per_images(log_posterior, P * NUM_CLASSES, x, mask)
+
+    # --- score anomalies ---------------------------------------------------------------------
+    def _reconstruction_error(self, x: Tensor) -> Tensor:
+        """DDPM-OOD (Graham et al. 2023): noise to t, denoise with unconditional DDIM, per-pixel MSE.
+
+        Averaged over the levels ``recon_levels`` (fractions of T), with one fixed ε per level;
+        in-distribution images come back close to themselves, unfamiliar ones are pulled towards
+        the training manifold.
+        """
+        generator = torch.Generator().manual_seed(EVAL_SEED)
+        x0, errors = x.float() * 2 - 1, []
+        for level in self.recon_levels:
+            start = round(level * (self.schedule.num_timesteps - 1))
+            x_t = self.schedule.add_noise(x0, self._randn((1, *x.shape[1:]), generator), start)
+            ts = torch.linspace(start, 0, self.recon_steps).round().long().tolist()
+            for t, t_prev in zip(ts, ts[1:] + [-1], strict=True):
+                x_t = self.schedule.ddim_step(self._eps(x_t, t, None), x_t, t, t_prev)
+            errors.append(((x_t - x0) / 2).pow(2).flatten(1).mean(1))  # in [0, 1] pixel units
+        return torch.stack(errors).mean(0)
+
+    @torch.inference_mode()
+    def anomaly_scores(self, x: Tensor) -> dict[str, Tensor]:
+        return {
+            "vlb_bpd": self._negative_vlb(x).float() / (PIXELS * math.log(2)),
+            "reconstruction": self._reconstruction_error(x),
+        }
+
+    # --- impute: RePaint ---------------------------------------------------------------------
+    @torch.inference_mode()
+    def impute(self, x: Tensor, observed: Tensor) -> Tensor:
+        """RePaint (Lugmayr et al. 2022, Algorithm 1) with jump length 1, unconditional.
+
+        Each reverse step joins the observed pixels, noised to t_prev by q, with the model's DDPM
+        step for the missing ones; it is repeated ``impute_resample`` times, each time jumping back
+        to t with q(x_t | x_{t_prev}), so the two parts harmonise. ``impute_steps`` respaced steps.
+        """
+        generator = torch.Generator().manual_seed(EVAL_SEED)
+        x0, known = x.float() * 2 - 1, observed.bool()
+        x_t = self._randn(x.shape, generator)
+        for t, t_prev in self.schedule.timesteps(self.impute_steps):
+            for u in range(self.impute_resample):
+                unknown = self.schedule.step(self._eps(x_t, t, None), x_t, t, t_prev, self._randn(x.shape, generator))
+                noisy_known = self.schedule.add_noise(x0, self._randn(x.shape, generator), t_prev)
+                x_prev = torch.where(known, noisy_known, unknown)
+                if u < self.impute_resample - 1:
+                    x_t = self.schedule.renoise(x_prev, t_prev, t, self._randn(x.shape, generator))
+            x_t = x_prev
+        return torch.where(known, x, ((x_t + 1) / 2).clamp(0, 1).to(x.dtype))

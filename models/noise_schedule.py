@@ -1,0 +1,147 @@
+"""The Gaussian diffusion noise schedule: the ᾱ table and every formula that needs only it.
+
+Notation follows Ho et al. 2020 ("Denoising Diffusion Probabilistic Models", DDPM), with
+timesteps 0-indexed as in code: ``t = 0`` is the first noisy step (the paper's t = 1),
+``t = T - 1`` the last, and ``t = -1`` stands for clean data (ᾱ = 1). The schedule holds no
+parameters: it is an ``nn.Module`` only so that its tables follow the model across devices, and
+its buffers are non-persistent, so checkpoints do not contain them.
+
+Tables are kept in float64 and every coefficient is computed in float64 before being cast to
+the image dtype: near t = 0, quantities such as 1 - ᾱ_t and 1 - ᾱ_t / ᾱ_s are ~1e-5 and lose
+their digits in float32, which would bias the variational bound.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from dgbench import DGBenchError
+
+
+def make_betas(kind: str, num_timesteps: int) -> Tensor:
+    """β_1..β_T in float64 for a ``linear`` (Ho et al. 2020, §4) or ``cosine`` schedule."""
+    if kind == "linear":
+        # β from 1e-4 to 0.02 over T = 1000, rescaled so other T give the same curve.
+        scale = 1000 / num_timesteps
+        return torch.linspace(scale * 1e-4, scale * 0.02, num_timesteps, dtype=torch.float64)
+    if kind == "cosine":
+        # Nichol & Dhariwal 2021, eq. 17: ᾱ(t) = f(t) / f(0), f(t) = cos²((t/T + s)/(1 + s) · π/2),
+        # s = 0.008; β_t = 1 - ᾱ_t / ᾱ_{t-1}, clipped at 0.999 to avoid a singularity at t = T.
+        s = 0.008
+        steps = torch.arange(num_timesteps + 1, dtype=torch.float64) / num_timesteps
+        f = torch.cos((steps + s) / (1 + s) * math.pi / 2) ** 2
+        return (1 - f[1:] / f[:-1]).clamp(max=0.999)
+    raise DGBenchError(f"unknown noise schedule {kind!r}: choose 'linear' or 'cosine'")
+
+
+class NoiseSchedule(nn.Module):
+    """ᾱ table with the forward process q, the posterior, and DDPM / DDIM reverse steps.
+
+    Every ``t`` argument is an int or an int64 tensor of shape (N,); ``t_prev < t`` is the
+    timestep a reverse step goes to (``t - 1`` for plain DDPM, any earlier step when a sampler
+    skips steps, ``-1`` for clean data).
+    """
+
+    def __init__(self, num_timesteps: int = 1000, kind: str = "cosine") -> None:
+        super().__init__()
+        self.num_timesteps, self.kind = num_timesteps, kind
+        betas = make_betas(kind, num_timesteps)
+        self.register_buffer("betas", betas, persistent=False)
+        self.register_buffer("alphas_cumprod", torch.cumprod(1 - betas, dim=0), persistent=False)
+
+    def alpha_bar(self, t: Tensor | int, like: Tensor) -> Tensor:
+        """ᾱ_t in float64 shaped (N, 1, 1, 1) to broadcast against ``like``; 1 where t = -1."""
+        t = torch.as_tensor(t, device=like.device).expand(like.shape[0])
+        values = torch.where(t >= 0, self.alphas_cumprod[t.clamp(min=0)], 1.0)
+        return values.view(-1, *([1] * (like.dim() - 1)))
+
+    def add_noise(self, x0: Tensor, noise: Tensor, t: Tensor | int) -> Tensor:
+        """Sample q(x_t | x_0) = N(√ᾱ_t x_0, (1 - ᾱ_t) I) (Ho et al. eq. 4) with the given ε."""
+        a = self.alpha_bar(t, x0)
+        return a.sqrt().to(x0.dtype) * x0 + (1 - a).sqrt().to(x0.dtype) * noise
+
+    def predict_x0(self, x_t: Tensor, eps: Tensor, t: Tensor | int) -> Tensor:
+        """Invert eq. 4: x̂_0 = (x_t - √(1 - ᾱ_t) ε) / √ᾱ_t."""
+        a = self.alpha_bar(t, x_t)
+        return (x_t - (1 - a).sqrt().to(x_t.dtype) * eps) * a.rsqrt().to(x_t.dtype)
+
+    def predict_eps(self, x_t: Tensor, x0: Tensor, t: Tensor | int) -> Tensor:
+        """The ε that eq. 4 maps ``x0`` to ``x_t`` with."""
+        a = self.alpha_bar(t, x_t)
+        return (x_t - a.sqrt().to(x_t.dtype) * x0) * (1 - a).rsqrt().to(x_t.dtype)
+
+    def posterior(self, x0: Tensor, x_t: Tensor, t: Tensor | int, t_prev: Tensor | int) -> tuple[Tensor, Tensor]:
+        """Mean and variance of q(x_{t_prev} | x_t, x_0) (Ho et al. eqs. 6-7).
+
+        With t_prev = t - 1 this is the paper's posterior with β̃_t = (1 - ᾱ_{t-1}) / (1 - ᾱ_t) β_t;
+        for a skipped step β_t becomes 1 - ᾱ_t / ᾱ_{t_prev} (Nichol & Dhariwal 2021, §4 respacing).
+        The variance is (N, 1, 1, 1), float64.
+        """
+        a, a_prev = self.alpha_bar(t, x_t), self.alpha_bar(t_prev, x_t)
+        beta = 1 - a / a_prev
+        coef_x0 = a_prev.sqrt() * beta / (1 - a)
+        coef_xt = (a / a_prev).sqrt() * (1 - a_prev) / (1 - a)
+        mean = coef_x0.to(x0.dtype) * x0 + coef_xt.to(x_t.dtype) * x_t
+        return mean, beta * (1 - a_prev) / (1 - a)
+
+    def step(
+        self, eps: Tensor, x_t: Tensor, t: Tensor | int, t_prev: Tensor | int, noise: Tensor, clip: bool = True
+    ) -> Tensor:
+        """DDPM ancestral step (Ho et al. Algorithm 2): x_{t_prev} ~ N(μ̃(x_t, x̂_0), β̃ I).
+
+        Written in its posterior form: x̂_0 from ε, clipped to the data range [-1, 1] as in the
+        authors' code, then a draw from q(x_{t_prev} | x_t, x̂_0). No noise is added at t_prev = -1.
+        """
+        x0 = self.predict_x0(x_t, eps, t)
+        if clip:
+            x0 = x0.clamp(-1, 1)
+        mean, variance = self.posterior(x0, x_t, t, t_prev)
+        return mean + variance.sqrt().to(x_t.dtype) * noise
+
+    def ddim_step(
+        self,
+        eps: Tensor,
+        x_t: Tensor,
+        t: Tensor | int,
+        t_prev: Tensor | int,
+        eta: float = 0.0,
+        noise: Tensor | None = None,
+        clip: bool = True,
+    ) -> Tensor:
+        """DDIM step (Song et al. 2021, eq. 12); η = 0 is deterministic, η = 1 is DDPM (their eq. 16).
+
+        x_{t_prev} = √ᾱ_prev x̂_0 + √(1 - ᾱ_prev - σ²) ε̂ + σ z,
+        σ = η √((1 - ᾱ_prev) / (1 - ᾱ_t)) √(1 - ᾱ_t / ᾱ_prev).
+        """
+        a, a_prev = self.alpha_bar(t, x_t), self.alpha_bar(t_prev, x_t)
+        x0 = self.predict_x0(x_t, eps, t)
+        if clip:
+            # Keep ε̂ consistent with the clipped x̂_0, so both terms describe the same x_t.
+            x0 = x0.clamp(-1, 1)
+            eps = self.predict_eps(x_t, x0, t)
+        sigma2 = eta**2 * (1 - a_prev) / (1 - a) * (1 - a / a_prev)
+        out = a_prev.sqrt().to(x_t.dtype) * x0 + (1 - a_prev - sigma2).clamp(min=0).sqrt().to(x_t.dtype) * eps
+        if eta > 0:
+            if noise is None:
+                raise ValueError("ddim_step with eta > 0 needs noise")
+            out = out + sigma2.sqrt().to(x_t.dtype) * noise
+        return out
+
+    def renoise(self, x_prev: Tensor, t_prev: Tensor | int, t: Tensor | int, noise: Tensor) -> Tensor:
+        """Sample q(x_t | x_{t_prev}) = N(√(ᾱ_t/ᾱ_prev) x_prev, (1 - ᾱ_t/ᾱ_prev) I): a jump back in time (RePaint)."""
+        ratio = self.alpha_bar(t, x_prev) / self.alpha_bar(t_prev, x_prev)
+        return ratio.sqrt().to(x_prev.dtype) * x_prev + (1 - ratio).sqrt().to(x_prev.dtype) * noise
+
+    def timesteps(self, num_steps: int) -> list[tuple[int, int]]:
+        """(t, t_prev) pairs of a ``num_steps``-step sampler, from T - 1 down to clean data.
+
+        Evenly spaced and starting at the last timestep ("trailing" spacing, Lin et al. 2024), so
+        the first step sees inputs whose ᾱ ≈ 0 matches the pure noise a sampler starts from.
+        """
+        if not 1 <= num_steps <= self.num_timesteps:
+            raise DGBenchError(f"sampling steps must be in [1, {self.num_timesteps}], got {num_steps}")
+        ts = torch.linspace(self.num_timesteps - 1, 0, num_steps).round().long().tolist()
+        return list(zip(ts, ts[1:] + [-1], strict=True))

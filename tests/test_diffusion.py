@@ -1,0 +1,242 @@
+"""Diffusion family: schedule maths, samplers, capabilities, training and weights-only reload."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import TINY
+
+from dgbench.checkpoint import load_model
+from dgbench.data import default_data_root, load_split
+from models.capabilities import capabilities_of
+from models.diffusion import DiffusionModel, discretized_gaussian_log_likelihood
+from models.noise_schedule import NoiseSchedule
+
+TINY_DIFFUSION = [
+    "model=diffusion",
+    "model.channels=[8,16,16]",
+    "model.sample_steps=3",
+    "callbacks.sample_grid.per_class=2",
+    "data.eval_batch_size=100",
+]
+
+
+def cosine_alpha_bar(t: int, T: int = 1000, s: float = 0.008) -> float:
+    """Nichol & Dhariwal eq. 17 written out independently: ᾱ for the 0-indexed step t."""
+    f = lambda u: math.cos((u / T + s) / (1 + s) * math.pi / 2) ** 2  # noqa: E731
+    return f(t + 1) / f(0)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # On a shared, oversubscribed CPU two OpenMP threads spin-wait on each other: small network
+    # calls become ~100x slower than with one thread. Restored for the other test modules.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def mnist() -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = load_split("mnist", default_data_root(), train=False)
+    return images[:6].unsqueeze(1).float() / 255, labels[:6]
+
+
+@pytest.fixture(scope="module")
+def model() -> DiffusionModel:
+    """A tiny untrained model whose zero-initialised layers are perturbed, so ε depends on x, t, y."""
+    torch.manual_seed(0)
+    m = DiffusionModel(
+        channels=[8, 16, 16],
+        dropout=0.0,
+        sample_steps=4,
+        likelihood_timesteps=4,
+        classify_pairs=3,
+        recon_levels=[0.5],
+        recon_steps=2,
+        impute_steps=3,
+        impute_resample=2,
+    )
+    with torch.no_grad():
+        for p in m.ema.averaged.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return m.eval()
+
+
+# --- schedule -------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["linear", "cosine"])
+def test_alpha_bar_is_monotone_from_one_to_zero(kind: str) -> None:
+    a = NoiseSchedule(1000, kind).alphas_cumprod
+    assert (a[1:] < a[:-1]).all()
+    assert 0.9999 <= a[0] < 1
+    assert 0 < a[-1] < 1e-4
+
+
+def test_schedule_golden_values() -> None:
+    linear, cosine = NoiseSchedule(1000, "linear").alphas_cumprod, NoiseSchedule(1000, "cosine").alphas_cumprod
+    assert linear[0].item() == pytest.approx(1 - 1e-4, abs=1e-12)  # β_1 = 1e-4 (Ho et al. §4)
+    assert linear[-1].item() == pytest.approx(4.036e-5, rel=1e-3)  # √ᾱ_T ≈ 0.0064: x_T is nearly pure noise
+    for t in (0, 10, 499, 900):
+        assert cosine[t].item() == pytest.approx(cosine_alpha_bar(t), rel=1e-9)
+
+
+def test_add_noise_matches_closed_form() -> None:
+    schedule, generator = NoiseSchedule(1000, "cosine"), torch.Generator().manual_seed(0)
+    x0, eps = torch.rand(4, 1, 28, 28, generator=generator) * 2 - 1, torch.randn(4, 1, 28, 28, generator=generator)
+    t = torch.tensor([0, 250, 600, 950])
+    out = schedule.add_noise(x0, eps, t)
+    for i, step in enumerate(t.tolist()):
+        a = cosine_alpha_bar(step)
+        torch.testing.assert_close(out[i], math.sqrt(a) * x0[i] + math.sqrt(1 - a) * eps[i])
+    assert torch.equal(schedule.add_noise(x0, eps, -1), x0)  # t = -1 is clean data
+
+
+@pytest.mark.parametrize("t_prev", [-1, 0, 200])
+def test_ddim_step_with_oracle_eps_lands_on_the_forward_process(t_prev: int) -> None:
+    schedule, generator = NoiseSchedule(1000, "cosine"), torch.Generator().manual_seed(1)
+    x0, eps = torch.rand(3, 1, 28, 28, generator=generator) * 2 - 1, torch.randn(3, 1, 28, 28, generator=generator)
+    x_t = schedule.add_noise(x0, eps, 700)
+    # Deterministic DDIM keeps ε: from x_t it reaches exactly q's sample at t_prev (x_0 itself at -1).
+    torch.testing.assert_close(
+        schedule.ddim_step(eps, x_t, 700, t_prev), schedule.add_noise(x0, eps, t_prev), atol=2e-5, rtol=0
+    )
+
+
+@pytest.mark.parametrize("t, t_prev", [(500, 499), (500, 400), (0, -1)])
+def test_ddpm_step_is_ddim_with_eta_one(t: int, t_prev: int) -> None:
+    schedule, generator = NoiseSchedule(1000, "linear"), torch.Generator().manual_seed(2)
+    x_t, eps, z = (torch.randn(2, 1, 28, 28, generator=generator) for _ in range(3))
+    ddpm = schedule.step(eps, x_t, t, t_prev, z)
+    torch.testing.assert_close(ddpm, schedule.ddim_step(eps, x_t, t, t_prev, eta=1.0, noise=z), atol=1e-5, rtol=1e-5)
+
+
+def test_sampler_timesteps_run_from_last_step_to_clean() -> None:
+    steps = NoiseSchedule(1000).timesteps(50)
+    assert len(steps) == 50 and steps[0][0] == 999 and steps[-1] == (0, -1)
+    assert all(t > t_prev for t, t_prev in steps)
+
+
+def test_discretized_gaussian_is_a_distribution_over_the_256_levels() -> None:
+    levels = torch.arange(256, dtype=torch.float64) / 127.5 - 1
+    for mean, std in [(0.3, 0.01), (-1.0, 0.002), (0.9, 0.5), (1.0, 1e-3)]:
+        log_p = discretized_gaussian_log_likelihood(levels, torch.tensor(mean), torch.tensor(std, dtype=torch.float64))
+        assert log_p.logsumexp(0).exp().item() == pytest.approx(1.0, abs=1e-9)
+
+
+# --- capabilities -----------------------------------------------------------------------------
+def test_capabilities_and_sample_shapes(model: DiffusionModel) -> None:
+    assert capabilities_of(model) == ["classify", "sample", "score_anomalies", "likelihood", "impute"]
+    images = model.sample(5, generator=torch.Generator().manual_seed(0))
+    assert images.shape == (5, 1, 28, 28) and images.min() >= 0 and images.max() <= 1
+    again = model.sample(5, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(images, again)
+    assert not torch.equal(images, model.sample(5, generator=torch.Generator().manual_seed(1)))
+
+
+@pytest.mark.parametrize("sampler, eta", [("ddim", 0.0), ("ddim", 1.0), ("ddpm", 0.0)])
+def test_guidance_scale_changes_samples(
+    model: DiffusionModel, monkeypatch: pytest.MonkeyPatch, sampler: str, eta: float
+) -> None:
+    monkeypatch.setattr(model, "sampler", sampler)
+    monkeypatch.setattr(model, "eta", eta)
+    labels = torch.arange(4)
+    samples = {}
+    for w in (0.0, 2.0):
+        monkeypatch.setattr(model, "guidance_scale", w)
+        samples[w] = model.sample(4, labels, torch.Generator().manual_seed(0))
+    assert (samples[0.0] - samples[2.0]).abs().max() > 1e-3
+
+
+def test_classify_is_paired_and_independent_of_batching(
+    model: DiffusionModel, mnist, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    x, _ = mnist
+    log_p = model.classify(x)
+    assert log_p.shape == (6, 10) and torch.allclose(log_p.logsumexp(1), torch.zeros(6), atol=1e-5)
+    monkeypatch.setattr(model, "eval_batch_size", 7)  # forces several network calls per image
+    torch.testing.assert_close(model.classify(x), log_p, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(model.classify(x[2:4]), log_p[2:4], atol=1e-4, rtol=1e-4)  # per image
+    observed = torch.zeros_like(x, dtype=torch.bool)
+    observed[..., :14, :] = True
+    assert not torch.allclose(model.classify(x, observed), log_p)
+    # With the class embedding removed every class is the same model: the shared (t, ε) pairs
+    # must then give exactly equal errors, hence a uniform posterior.
+    original = model.ema.averaged.class_emb.weight.clone()
+    with torch.no_grad():
+        model.ema.averaged.class_emb.weight.zero_()
+        uniform = model.classify(x)
+        model.ema.averaged.class_emb.weight.copy_(original)
+    torch.testing.assert_close(uniform, torch.full((6, 10), -math.log(10)), atol=1e-3, rtol=0)
+
+
+def test_bound_with_oracle_denoiser_is_prior_plus_decoder(
+    model: DiffusionModel, mnist, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A network that predicts the true ε makes every KL term 0: -L_vlb = -(L_T + L_0(x_0 | x_0))."""
+    x = mnist[0][:1]
+    x0 = x * 2 - 1
+    monkeypatch.setattr(
+        model, "_eps", lambda x_t, t, labels, w=0.0: model.schedule.predict_eps(x_t, x0.expand_as(x_t), t)
+    )
+    schedule = model.schedule
+    a_T = schedule.alphas_cumprod[-1]
+    prior = 0.5 * (-(1 - a_T).log() + (1 - a_T) + a_T * x0.double() ** 2 - 1).sum()
+    std = schedule.posterior(x0, x0, torch.tensor([1]), torch.tensor([0]))[1].sqrt().squeeze()
+    normal = torch.distributions.Normal(0.0, std)
+    half = torch.tensor(1 / 255, dtype=torch.float64)
+    inner, edge = (normal.cdf(half) - normal.cdf(-half)).log(), normal.cdf(half).log()
+    flat = x0.flatten()
+    decoder = torch.where((flat < -0.999) | (flat > 0.999), edge, inner).sum()
+    assert model.log_likelihood(x).item() == pytest.approx((decoder - prior).item(), rel=1e-5)
+
+
+def test_likelihood_and_anomaly_scores(model: DiffusionModel, mnist) -> None:
+    x = mnist[0]
+    log_lik = model.log_likelihood(x)
+    assert log_lik.shape == (6,) and torch.isfinite(log_lik).all() and (log_lik < 0).all()
+    torch.testing.assert_close(model.log_likelihood(x[3:]), log_lik[3:])  # independent of the batch
+    assert "bound" in model.likelihood_protocol and "bits/dim" in model.likelihood_protocol
+    scores = model.anomaly_scores(x)
+    assert set(scores) == {"vlb_bpd", "reconstruction"}
+    torch.testing.assert_close(scores["vlb_bpd"], -log_lik / (784 * math.log(2)))
+    assert scores["reconstruction"].shape == (6,) and (scores["reconstruction"] > 0).all()
+
+
+def test_inpainting_keeps_observed_pixels_bit_identical(model: DiffusionModel, mnist) -> None:
+    x = mnist[0] + 1e-3 * torch.rand(6, 1, 28, 28)  # values off the 8-bit grid must survive too
+    observed = torch.rand(x.shape, generator=torch.Generator().manual_seed(3)) < 0.5
+    out = model.impute(x, observed)
+    assert out.shape == x.shape and torch.equal(out[observed], x[observed])
+    assert out[~observed].min() >= 0 and out[~observed].max() <= 1
+    assert not torch.equal(out[~observed], x[~observed])
+
+
+# --- training ---------------------------------------------------------------------------------
+def test_fast_dev_run(make_config) -> None:
+    from train import train
+
+    metrics = train(make_config(*TINY_DIFFUSION, "debug=fast_dev_run"))
+    assert metrics["family"] == "diffusion" and math.isfinite(metrics["test/loss"])
+
+
+def test_tiny_training_reloads_weights_only(make_config, mnist) -> None:
+    from train import train
+
+    cfg = make_config(*TINY, *TINY_DIFFUSION, "trainer.max_epochs=1", "trainer.limit_train_batches=4")
+    metrics = train(cfg)
+    assert 0 < metrics["test/loss"] < 1.5  # ε-MSE of a network predicting 0 would be 1
+    run = Path(cfg.paths.output_dir)
+    assert (run / "samples" / "epoch_000.png").is_file()
+    model = load_model(run)  # torch.load(weights_only=True) inside
+    assert isinstance(model, DiffusionModel) and model.unet.conv_in.out_channels == 8
+    reloaded = load_model(run)
+    generator = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    assert torch.equal(model.sample(3, generator=generator()), reloaded.sample(3, generator=generator()))
+    # The EMA network was saved and is the one used (it differs from the raw network after training).
+    assert any(
+        not torch.equal(a, b) for a, b in zip(model.unet.parameters(), model.ema.averaged.parameters(), strict=True)
+    )
