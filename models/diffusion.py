@@ -31,29 +31,6 @@ from models.unet import UNet
 NUM_CLASSES, PIXELS, EVAL_SEED = 10, 28 * 28, 0
 
 
-def normal_kl(mean1: Tensor, var1: Tensor, mean2: Tensor, var2: Tensor) -> Tensor:
-    """KL(N(mean1, var1) || N(mean2, var2)) per element, in nats."""
-    return 0.5 * (var2.log() - var1.log() + (var1 + (mean1 - mean2) ** 2) / var2 - 1)
-
-
-def discretized_gaussian_log_likelihood(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
-    """log ∫ N(u; mean, std²) du over the 8-bit bin of each x in [-1, 1] (Ho et al. eq. 13).
-
-    Bins are [x - 1/255, x + 1/255], with the outermost ones extended to ±∞. Computed with
-    log Φ so that bins far in a tail keep their (tiny) mass instead of rounding to zero.
-    """
-    half_bin = 1 / 255
-    lo, hi = (x - mean - half_bin) / std, (x - mean + half_bin) / std
-    # log(Φ(hi) - Φ(lo)); mirror bins above the mean into the lower tail, where Φ is accurate.
-    flip = lo > 0
-    lo, hi = torch.where(flip, -hi, lo), torch.where(flip, -lo, hi)
-    log_hi, log_lo = torch.special.log_ndtr(hi), torch.special.log_ndtr(lo)
-    inner = log_hi + torch.log1p(-torch.exp(log_lo - log_hi))
-    lowest = torch.special.log_ndtr(torch.where(flip, -lo, hi))  # log Φ(upper edge) for x = -1
-    highest = torch.special.log_ndtr(torch.where(flip, hi, -lo))  # log(1 - Φ(lower edge)) for x = 1
-    return torch.where(x < -0.999, lowest, torch.where(x > 0.999, highest, inner))
-
-
 class DiffusionModel(FamilyModule):
     """Capabilities: classify, sample, score_anomalies, likelihood, impute."""
 
@@ -206,17 +183,10 @@ class DiffusionModel(FamilyModule):
         )
 
     def _vlb_terms(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
-        """Per-row L_t in nats (KL terms for t >= 1, decoder -log p(x_0|x_1) for t = 0)."""
+        """Per-row L_t in nats of the null-class model at timesteps ``t`` with noise ``noise``."""
         x_t = self.schedule.add_noise(x0, noise, t)
         x0_hat = self.schedule.predict_x0(x_t, self._eps(x_t, t, None), t).clamp(-1, 1)
-        x0, x_t, x0_hat = x0.double(), x_t.double(), x0_hat.double()  # tails and 1e-5 variances
-        true_mean, variance = self.schedule.posterior(x0, x_t, t, t - 1)
-        model_mean, _ = self.schedule.posterior(x0_hat, x_t, t, t - 1)
-        # At t = 0 the posterior variance is 0; the decoder uses β̃ of the next step (Ho et al.'s code).
-        _, next_variance = self.schedule.posterior(x0, x_t, torch.ones_like(t), torch.zeros_like(t))
-        kl = normal_kl(true_mean, variance.clamp(min=1e-30), model_mean, variance.clamp(min=1e-30)).flatten(1).sum(1)
-        decoder = -discretized_gaussian_log_likelihood(x0, model_mean, next_variance.sqrt()).flatten(1).sum(1)
-        return torch.where(t == 0, decoder, kl)
+        return self.schedule.vlb_term(x0, x0_hat, x_t, t)
 
     def _negative_vlb(self, x: Tensor) -> Tensor:
         T, K = self.schedule.num_timesteps, self.likelihood_timesteps
@@ -239,9 +209,7 @@ class DiffusionModel(FamilyModule):
             terms = self._vlb_terms(x0.repeat_interleave(K + 1, 0), t.repeat(n), noise.repeat(n, 1, 1, 1))
             return (terms.view(n, K + 1) * weights).sum(1)
 
-        a_T = self.schedule.alphas_cumprod[-1]
-        prior = normal_kl(a_T.sqrt() * x0.double(), 1 - a_T, torch.zeros_like(a_T), torch.ones_like(a_T))
-        return self._per_images(weighted_sum, K + 1, x0, x0) + prior.flatten(1).sum(1)
+        return self._per_images(weighted_sum, K + 1, x0, x0) + self.schedule.prior_term(x0)
 
     @torch.inference_mode()
     def log_likelihood(self, x: Tensor) -> Tensor:

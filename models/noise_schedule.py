@@ -1,5 +1,8 @@
 """The Gaussian diffusion noise schedule: the ᾱ table and every formula that needs only it.
 
+That is the forward process q, its posterior, the DDPM and DDIM reverse steps, and the terms of
+the variational bound given the network's x̂_0 (the network itself lives elsewhere).
+
 Notation follows Ho et al. 2020 ("Denoising Diffusion Probabilistic Models", DDPM), with
 timesteps 0-indexed as in code: ``t = 0`` is the first noisy step (the paper's t = 1),
 ``t = T - 1`` the last, and ``t = -1`` stands for clean data (ᾱ = 1). The schedule holds no
@@ -35,6 +38,29 @@ def make_betas(kind: str, num_timesteps: int) -> Tensor:
         f = torch.cos((steps + s) / (1 + s) * math.pi / 2) ** 2
         return (1 - f[1:] / f[:-1]).clamp(max=0.999)
     raise DGBenchError(f"unknown noise schedule {kind!r}: choose 'linear' or 'cosine'")
+
+
+def normal_kl(mean1: Tensor, var1: Tensor, mean2: Tensor, var2: Tensor) -> Tensor:
+    """KL(N(mean1, var1) || N(mean2, var2)) per element, in nats."""
+    return 0.5 * (var2.log() - var1.log() + (var1 + (mean1 - mean2) ** 2) / var2 - 1)
+
+
+def discretized_gaussian_log_likelihood(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    """log ∫ N(u; mean, std²) du over the 8-bit bin of each x in [-1, 1] (Ho et al. eq. 13).
+
+    Bins are [x - 1/255, x + 1/255], with the outermost ones extended to ±∞. Computed with
+    log Φ so that bins far in a tail keep their (tiny) mass instead of rounding to zero.
+    """
+    half_bin = 1 / 255
+    lo, hi = (x - mean - half_bin) / std, (x - mean + half_bin) / std
+    # log(Φ(hi) - Φ(lo)); mirror bins above the mean into the lower tail, where Φ is accurate.
+    flip = lo > 0
+    lo, hi = torch.where(flip, -hi, lo), torch.where(flip, -lo, hi)
+    log_hi, log_lo = torch.special.log_ndtr(hi), torch.special.log_ndtr(lo)
+    inner = log_hi + torch.log1p(-torch.exp(log_lo - log_hi))
+    lowest = torch.special.log_ndtr(torch.where(flip, -lo, hi))  # log Φ(upper edge) for x = -1
+    highest = torch.special.log_ndtr(torch.where(flip, hi, -lo))  # log(1 - Φ(lower edge)) for x = 1
+    return torch.where(x < -0.999, lowest, torch.where(x > 0.999, highest, inner))
 
 
 class NoiseSchedule(nn.Module):
@@ -134,6 +160,28 @@ class NoiseSchedule(nn.Module):
         """Sample q(x_t | x_{t_prev}) = N(√(ᾱ_t/ᾱ_prev) x_prev, (1 - ᾱ_t/ᾱ_prev) I): a jump back in time (RePaint)."""
         ratio = self.alpha_bar(t, x_prev) / self.alpha_bar(t_prev, x_prev)
         return ratio.sqrt().to(x_prev.dtype) * x_prev + (1 - ratio).sqrt().to(x_prev.dtype) * noise
+
+    def vlb_term(self, x0: Tensor, x0_hat: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
+        """L_t of the bound (Ho et al. eq. 5) per row, in nats, for a model that predicts x̂_0 from x_t.
+
+        The model's reverse step is p_θ(x_{t-1} | x_t) = q(x_{t-1} | x_t, x̂_0) with the variance
+        fixed to β̃_t, so for t >= 1 the term is KL(q(x_{t-1} | x_t, x_0) || p_θ). At t = 0 (the
+        paper's L_0) it is the discretized-Gaussian decoder -log p(x_0 | x_1) with mean x̂_0; β̃ is
+        0 there, so the decoder borrows β̃ of the next step, as Ho et al.'s code does.
+        """
+        x0, x0_hat, x_t = x0.double(), x0_hat.double(), x_t.double()
+        true_mean, variance = self.posterior(x0, x_t, t, t - 1)
+        model_mean, _ = self.posterior(x0_hat, x_t, t, t - 1)
+        _, decoder_variance = self.posterior(x0, x_t, torch.ones_like(t), torch.zeros_like(t))
+        variance = variance.clamp(min=1e-30)  # only t = 0 is 0, and its KL is discarded below
+        kl = normal_kl(true_mean, variance, model_mean, variance).flatten(1).sum(1)
+        decoder = -discretized_gaussian_log_likelihood(x0, model_mean, decoder_variance.sqrt()).flatten(1).sum(1)
+        return torch.where(t == 0, decoder, kl)
+
+    def prior_term(self, x0: Tensor) -> Tensor:
+        """L_T = KL(q(x_T | x_0) || N(0, I)) per row, in nats: no parameters, ~1e-5 bits/dim."""
+        a = self.alphas_cumprod[-1]
+        return normal_kl(a.sqrt() * x0.double(), 1 - a, torch.zeros_like(a), torch.ones_like(a)).flatten(1).sum(1)
 
     def timesteps(self, num_steps: int) -> list[tuple[int, int]]:
         """(t, t_prev) pairs of a ``num_steps``-step sampler, from T - 1 down to clean data.

@@ -12,8 +12,8 @@ from conftest import TINY
 from dgbench.checkpoint import load_model
 from dgbench.data import default_data_root, load_split
 from models.capabilities import capabilities_of
-from models.diffusion import DiffusionModel, discretized_gaussian_log_likelihood
-from models.noise_schedule import NoiseSchedule
+from models.diffusion import DiffusionModel
+from models.noise_schedule import NoiseSchedule, discretized_gaussian_log_likelihood
 
 TINY_DIFFUSION = [
     "model=diffusion",
