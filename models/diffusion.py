@@ -141,12 +141,10 @@ class DiffusionModel(FamilyModule):
         # Drawn on the CPU, then moved: a seed gives the same images on every device.
         return torch.randn(tuple(shape), generator=generator).to(self.device)
 
-    def _per_images(
-        self, fn: Callable[[Tensor, Tensor], Tensor], rows_per_image: int, x: Tensor, mask: Tensor
-    ) -> Tensor:
-        """``fn`` on slices of images whose expansion to ``rows_per_image`` rows each fits a batch."""
+    def _per_images(self, fn: Callable[..., Tensor], rows_per_image: int, *tensors: Tensor) -> Tensor:
+        """``fn`` on slices of images small enough that their ``rows_per_image`` rows each fit a batch."""
         size = max(1, self.eval_batch_size // rows_per_image)
-        return torch.cat([fn(x[i : i + size], mask[i : i + size]) for i in range(0, len(x), size)])
+        return torch.cat([fn(*(x[i : i + size] for x in tensors)) for i in range(0, len(tensors[0]), size)])
 
     # --- sample -----------------------------------------------------------------------------
     @torch.inference_mode()
@@ -204,12 +202,12 @@ class DiffusionModel(FamilyModule):
         t, weights = t.to(self.device), torch.cat([torch.ones(1), widths.double()]).to(self.device, torch.float64)
         noise = self._randn((K + 1, *x.shape[1:]), generator)
 
-        def weighted_sum(x0: Tensor, _: Tensor) -> Tensor:
+        def weighted_sum(x0: Tensor) -> Tensor:
             n = len(x0)
             terms = self._vlb_terms(x0.repeat_interleave(K + 1, 0), t.repeat(n), noise.repeat(n, 1, 1, 1))
             return (terms.view(n, K + 1) * weights).sum(1)
 
-        return self._per_images(weighted_sum, K + 1, x0, x0) + self.schedule.prior_term(x0)
+        return self._per_images(weighted_sum, K + 1, x0) + self.schedule.prior_term(x0)
 
     @torch.inference_mode()
     def log_likelihood(self, x: Tensor) -> Tensor:

@@ -240,3 +240,13 @@ def test_tiny_training_reloads_weights_only(make_config, mnist) -> None:
     assert any(
         not torch.equal(a, b) for a, b in zip(model.unet.parameters(), model.ema.averaged.parameters(), strict=True)
     )
+
+
+@pytest.mark.parametrize("experiment, channels", [("diffusion_cpu", [16, 32, 64]), ("diffusion_gpu", [64, 128, 128])])
+def test_experiments_compose_and_build(make_config, experiment: str, channels: list[int]) -> None:
+    from hydra.utils import instantiate
+
+    cfg = make_config(f"experiment={experiment}")
+    model = instantiate(cfg.model, _convert_="all")
+    assert isinstance(model, DiffusionModel) and model.hparams.channels == channels
+    assert isinstance(model.optimizer_factory(params=model.unet.parameters()), torch.optim.AdamW)
