@@ -25,6 +25,8 @@ def build_callbacks(cfg: DictConfig, model: FamilyModule) -> list[L.Callback]:
     """Instantiate ``cfg.callbacks``; a checkpoint callback without a monitor uses the family's."""
     callbacks = []
     for name, callback_cfg in (cfg.get("callbacks") or {}).items():
+        if name == "progress_bar" and not cfg.trainer.get("enable_progress_bar", True):
+            continue  # trainer.enable_progress_bar=false alone switches the bar off
         if name == "model_checkpoint" and callback_cfg.get("monitor") is None:
             callback_cfg = OmegaConf.merge(callback_cfg, dict(zip(("monitor", "mode"), model.monitor)))
         callbacks.append(instantiate(callback_cfg))
