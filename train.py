@@ -48,7 +48,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     ckpt_path = (checkpoint.best_model_path or checkpoint.last_model_path) if checkpoint else ""
     test_metrics: dict[str, float] = {}
     if cfg.get("test"):
-        results = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path or None, weights_only=True, verbose=False)
+        results = trainer.test(
+            model, datamodule=datamodule, ckpt_path=ckpt_path or None, weights_only=True, verbose=False
+        )
         test_metrics = {k: float(v) for k, v in results[0].items()} if results else {}
 
     metrics = {

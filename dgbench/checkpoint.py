@@ -33,7 +33,9 @@ def resolve_checkpoint(path: str | Path) -> Path:
                 return path / "checkpoints" / name
         raise DGBenchError(f"run directory {path} has no checkpoints/best.ckpt or last.ckpt: pass a .ckpt file")
     if not path.is_file():
-        raise DGBenchError(f"checkpoint {path} does not exist: pass a .ckpt file or a run directory written by train.py")
+        raise DGBenchError(
+            f"checkpoint {path} does not exist: pass a .ckpt file or a run directory written by train.py"
+        )
     return path
 
 
@@ -49,7 +51,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             "dgbench never unpickles code: use a checkpoint written by train.py"
         ) from None
     except Exception as err:  # noqa: BLE001 - zip/EOF/format errors all mean "not a checkpoint"
-        raise DGBenchError(f"{path} is not a readable PyTorch checkpoint ({type(err).__name__}): pass a .ckpt written by train.py") from None
+        raise DGBenchError(
+            f"{path} is not a readable PyTorch checkpoint ({type(err).__name__}): pass a .ckpt written by train.py"
+        ) from None
     meta = checkpoint.get("dgbench") if isinstance(checkpoint, dict) else None
     if not isinstance(meta, dict) or "class_path" not in meta:
         raise DGBenchError(f"{path} is not a dgbench checkpoint (no 'dgbench' entry): pass a .ckpt written by train.py")
@@ -79,3 +83,19 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> FamilyMo
     model = cls(**checkpoint.get("hyper_parameters", {}))
     model.load_state_dict(checkpoint["state_dict"])
     return model.to(device).eval()
+
+
+def export_weights(source: str | Path, destination: str | Path) -> None:
+    """Keep only what ``load_model`` needs (metadata, hyper-parameters, weights): a small file to ship."""
+    checkpoint = read_checkpoint(source)
+    slim = {k: checkpoint[k] for k in ("dgbench", "hyper_parameters", "state_dict") if k in checkpoint}
+    Path(destination).parent.mkdir(parents=True, exist_ok=True)
+    torch.save(slim, destination)
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 4 or sys.argv[1] != "export":
+        sys.exit("usage: python -m dgbench.checkpoint export SOURCE.ckpt DESTINATION.ckpt")
+    export_weights(sys.argv[2], sys.argv[3])

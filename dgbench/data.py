@@ -11,8 +11,8 @@ import functools
 import math
 import os
 import struct
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import lightning as L
 import torch

@@ -8,8 +8,9 @@ import os
 import platform
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -43,7 +44,11 @@ def friendly_errors(main: Callable[[DictConfig], Any]) -> Callable[[DictConfig],
 
 
 def environment() -> dict[str, Any]:
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
+    device = (
+        torch.cuda.get_device_name()
+        if torch.cuda.is_available()
+        else f"cpu ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
+    )
     return {"device": device, "torch_version": torch.__version__, "python": platform.python_version()}
 
 
@@ -55,3 +60,9 @@ def write_json(path: str | Path, payload: dict[str, Any]) -> None:
         json.dump(payload, tmp, indent=2, default=float)
         tmp.write("\n")
     os.replace(tmp.name, path)
+
+
+def read_run_metrics(checkpoint: str | Path) -> dict[str, Any]:
+    """The metrics.json of the run that wrote ``checkpoint`` (<run>/checkpoints/x.ckpt), or {}."""
+    path = Path(checkpoint).resolve().parent.parent / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else {}

@@ -59,6 +59,10 @@ class ResNetClassifier(FamilyModule):
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "test", self.test_acc)
 
+    def features(self, x: Tensor) -> Tensor:
+        """Penultimate-layer embedding; the evaluation's feature network uses it for FID/KID."""
+        return self.net.features(x)
+
     # --- capabilities -----------------------------------------------------------------------
     @torch.inference_mode()
     def classify(self, x: Tensor, observed: Tensor | None = None) -> Tensor:
