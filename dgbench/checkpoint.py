@@ -20,17 +20,16 @@ from models.base import CHECKPOINT_FORMAT, FamilyModule
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file, or a run directory (its metrics.json's ``ckpt_path``, else best/last)."""
+    """A checkpoint file, or a run directory (its best/last checkpoint, else metrics.json's ``ckpt_path``)."""
     path = Path(path)
     if path.is_dir():
-        metrics = path / "metrics.json"
-        if metrics.exists():
-            recorded = json.loads(metrics.read_text()).get("ckpt_path")
-            if recorded and Path(recorded).is_file():
-                return Path(recorded)
         for name in ("best.ckpt", "last.ckpt"):
             if (path / "checkpoints" / name).is_file():
                 return path / "checkpoints" / name
+        metrics = path / "metrics.json"
+        recorded = json.loads(metrics.read_text()).get("ckpt_path") if metrics.is_file() else None
+        if recorded and Path(recorded).is_file():
+            return Path(recorded)
         raise DGBenchError(f"run directory {path} has no checkpoints/best.ckpt or last.ckpt: pass a .ckpt file")
     if not path.is_file():
         raise DGBenchError(

@@ -166,7 +166,7 @@ def figures(results: dict[str, dict[str, Any]], out_dir: Path) -> list[str]:
     for m, r in results.items():
         samples = r["suites"].get("samples")
         if samples:
-            save_image(samples["_grid"], out_dir / f"samples_{m}.png", nrow=8)
+            save_image(samples["_grid"], out_dir / f"samples_{m}.png", nrow=10)
             written.append(f"samples_{m}.png")
     return written
 
