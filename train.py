@@ -13,6 +13,7 @@ from typing import Any
 import hydra
 import lightning as L
 from hydra.utils import instantiate
+from lightning.pytorch.utilities.model_helpers import is_overridden
 from omegaconf import DictConfig, OmegaConf
 
 from dgbench.runtime import environment, friendly_errors, register_resolvers, write_json
@@ -47,7 +48,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     checkpoint = trainer.checkpoint_callback
     ckpt_path = (checkpoint.best_model_path or checkpoint.last_model_path) if checkpoint else ""
     test_metrics: dict[str, float] = {}
-    if cfg.get("test"):
+    if cfg.get("test") and is_overridden("test_step", model):
         results = trainer.test(
             model, datamodule=datamodule, ckpt_path=ckpt_path or None, weights_only=True, verbose=False
         )

@@ -1,0 +1,171 @@
+"""evaluate.py: suites on tiny budgets, metric sanity, N/A reporting, a throw-away family, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import TINY, compose_config, run_python
+from torch import Tensor, nn
+
+from dgbench import DGBenchError, metrics
+from dgbench.checkpoint import load_model
+from evaluate import evaluate
+from models.base import FamilyModule
+from train import train
+
+TINY_BUDGET = [
+    "budget.classification=200",
+    "budget.ood=100",
+    "budget.missing=50",
+    "budget.samples=50",
+    "budget.cost=50",
+    "batch_size=100",
+    "device=cpu",
+]
+
+
+class PixelBayes(FamilyModule):
+    """A throw-away generative family defined only here: per-class independent Bernoulli pixels.
+
+    It exists to prove that a new family needs one model class + one config and no edit to
+    evaluate.py: everything below is discovered through the capability protocol.
+    """
+
+    family = "pixel_bayes"
+    kind = "generative"
+    monitor = ("val/loss", "min")
+
+    def __init__(self, optimizer=None, scheduler=None) -> None:  # noqa: ANN001
+        super().__init__(optimizer, scheduler)
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
+        self.logits = nn.Parameter(torch.zeros(10, 1, 28, 28))
+
+    def _log_px_given_y(self, x: Tensor, observed: Tensor | None = None) -> Tensor:  # (N, 10)
+        per_pixel = -F.binary_cross_entropy_with_logits(
+            self.logits[None].expand(len(x), -1, -1, -1, -1), x[:, None].expand(-1, 10, -1, -1, -1), reduction="none"
+        )
+        if observed is not None:
+            per_pixel = per_pixel * observed[:, None]
+        return per_pixel.flatten(2).sum(2)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, y = batch
+        return -self._log_px_given_y(x).gather(1, y[:, None]).mean()
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self.log("val/loss", -self._log_px_given_y(batch[0]).logsumexp(1).mean())
+
+    def classify(self, x: Tensor, observed: Tensor | None = None) -> Tensor:
+        return self._log_px_given_y(x, observed).log_softmax(1)
+
+    def log_likelihood(self, x: Tensor) -> Tensor:
+        return self._log_px_given_y(x).logsumexp(1) - torch.log(torch.tensor(10.0))
+
+    likelihood_protocol = "continuous-relaxed Bernoulli pixels, exact"
+
+    def anomaly_scores(self, x: Tensor) -> dict[str, Tensor]:
+        return {"neg_log_likelihood": -self.log_likelihood(x)}
+
+    def sample(self, n: int, labels: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+        labels = labels if labels is not None else torch.arange(n) % 10
+        probs = self.logits.sigmoid()[labels.cpu()].cpu()
+        return torch.bernoulli(probs, generator=generator).to(self.device)
+
+    def impute(self, x: Tensor, observed: Tensor) -> Tensor:
+        posterior = self.classify(x, observed).exp()  # (N, 10)
+        mean = torch.einsum("nk,kchw->nchw", posterior, self.logits.sigmoid())
+        return torch.where(observed, x, mean)
+
+
+def eval_config(tmp_path: Path, ckpts: list[Path], *extra: str, feature_net: Path | None = None):
+    overrides = [f"ckpts=[{','.join(str(c) for c in ckpts)}]", *TINY_BUDGET, *extra]
+    if feature_net is not None:
+        overrides.append(f"feature_net={feature_net}")
+    return compose_config(overrides, tmp_path / "eval", config_name="evaluate")
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Train the throw-away family through train.py with one config of its own."""
+    out = tmp_path_factory.mktemp("toy")
+    cfg = compose_config([*TINY, "model=resnet"], out)
+    cfg.model = {
+        "_target_": f"{__name__}.PixelBayes",
+        "optimizer": {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.05},
+    }
+    train(cfg)
+    return out
+
+
+def test_every_suite_runs_and_incapable_ones_are_na(tmp_path: Path, tiny_resnet_run: Path, toy_run: Path) -> None:
+    results = evaluate(eval_config(tmp_path, [tiny_resnet_run, toy_run], feature_net=tiny_resnet_run))
+    assert set(results) == {"resnet", "pixel_bayes"}
+    resnet, toy = results["resnet"]["suites"], results["pixel_bayes"]["suites"]
+    assert resnet["samples"] is None  # a discriminative model cannot generate: N/A, not skipped
+    for suite in ("classification", "ood", "missing", "samples", "cost"):
+        assert toy[suite] is not None, suite
+    assert toy["classification"]["accuracy"] > 0.5  # naive Bayes learns something in two tiny epochs
+    assert all(row["observed_unchanged"] for row in toy["missing"].values() if isinstance(row, dict))
+    assert set(resnet["ood"]["scores"]) == {"max_softmax", "energy"}
+
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert report["models"]["resnet"]["suites"]["samples"] is None
+    markdown = (tmp_path / "eval" / "report.md").read_text()
+    assert "Head-to-head" in markdown and "N/A" in markdown
+    for figure in ("roc.png", "missing_features.png", "samples_pixel_bayes.png"):
+        assert (tmp_path / "eval" / figure).stat().st_size > 0
+
+
+def test_metric_sanity() -> None:
+    torch.manual_seed(0)
+    ins, outs = torch.rand(200), torch.rand(200) + 1.0  # a perfect detector
+    perfect = metrics.ood_metrics(ins, outs)
+    assert perfect["auroc"] == pytest.approx(1.0) and perfect["fpr95"] == pytest.approx(0.0)
+    chance = metrics.ood_metrics(torch.rand(4000), torch.rand(4000))
+    assert abs(chance["auroc"] - 0.5) < 0.03
+    features = torch.randn(300, 8)
+    same = metrics.knn_precision_recall(features, features)
+    assert same == {"precision": 1.0, "recall": 1.0}
+    images = torch.rand(100, 1, 28, 28)
+    embed = lambda x: x.flatten(1)[:, :16]  # noqa: E731
+    assert metrics.fid_kid(embed, 16, images, images)["fid"] == pytest.approx(0.0, abs=1e-3)
+    assert metrics.fid_kid(embed, 16, images, images * 0.5)["fid"] > 1.0
+    log_probs = torch.full((4, 10), -1e9).scatter(1, torch.tensor([[1], [2], [3], [4]]), 0.0)
+    assert metrics.classification_metrics(log_probs, torch.tensor([1, 2, 3, 4]))["accuracy"] == 1.0
+
+
+def test_explicit_suite_no_model_can_run_is_an_error(tmp_path: Path, tiny_resnet_run: Path) -> None:
+    with pytest.raises(DGBenchError, match="samples"):
+        evaluate(eval_config(tmp_path, [tiny_resnet_run], "suites=[samples]"))
+
+
+@pytest.mark.parametrize("case", ["missing", "not_torch", "foreign", "pickled"])
+def test_bad_checkpoints_give_one_clear_error(tmp_path: Path, case: str) -> None:
+    path = tmp_path / "model.ckpt"
+    marker = tmp_path / "code_ran"
+    if case == "not_torch":
+        path.write_text("certainly not a checkpoint")
+    elif case == "foreign":
+        torch.save({"state_dict": {"w": torch.zeros(1)}}, path)
+    elif case == "pickled":
+
+        class Exploit:  # unpickling would run a shell command
+            def __reduce__(self):  # noqa: ANN204
+                return (Path.touch, (marker,))
+
+        torch.save({"dgbench": Exploit()}, path)
+    with pytest.raises(DGBenchError) as err:
+        load_model(path)
+    assert "\n" not in str(err.value)
+    assert not marker.exists()
+
+
+def test_cli_empty_checkpoint_list_exits_with_one_line(tmp_path: Path) -> None:
+    result = run_python(["evaluate.py", "ckpts=[]", f"hydra.run.dir={tmp_path}"])
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: no checkpoints given") and "Traceback" not in result.stderr
+    assert not (tmp_path / "report.json").exists()
