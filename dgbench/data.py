@@ -101,13 +101,16 @@ def stratified_subset(labels: torch.Tensor, size: int, generator: torch.Generato
 
 
 def random_translate(images: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
-    """Shift each image (N, H, W) by its own integer offset in [-max_shift, max_shift], zero-filled."""
+    """Shift each image (N, H, W) by its own integer offset in [-max_shift, max_shift], zero-filled.
+
+    One flat gather from the padded batch: each output pixel reads padded[row + dy, col + dx].
+    """
     n, h, w = images.shape
-    padded = torch.nn.functional.pad(images, (max_shift,) * 4)
+    padded_w = w + 2 * max_shift
+    padded = torch.nn.functional.pad(images, (max_shift,) * 4).flatten(1)
     offsets = torch.randint(0, 2 * max_shift + 1, (2, n), generator=generator).to(images.device)
-    rows = torch.arange(h, device=images.device)[None, :, None] + offsets[0][:, None, None]
-    cols = torch.arange(w, device=images.device)[None, None, :] + offsets[1][:, None, None]
-    return padded[torch.arange(n, device=images.device)[:, None, None], rows, cols]
+    window = (torch.arange(h, device=images.device)[:, None] * padded_w + torch.arange(w, device=images.device)).flatten()
+    return padded.gather(1, window + (offsets[0] * padded_w + offsets[1])[:, None]).view(n, h, w)
 
 
 class EpochShuffle:
