@@ -22,6 +22,9 @@ if "DATA_DIR" not in os.environ and SHARED_DATA.is_dir():
     os.environ["DATA_DIR"] = str(SHARED_DATA)
 
 register_resolvers()
+# Test networks are tiny: a second thread buys nothing, and on a shared CPU two OpenMP threads that
+# spin-wait on each other make them 10-100x slower. Subprocesses get OMP_NUM_THREADS=1 likewise.
+torch.set_num_threads(1)
 
 # Small enough to train in seconds on 2 CPU cores, real enough to learn something.
 TINY = [
@@ -67,28 +70,6 @@ def tiny_resnet_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # --- added for the foundation tests -------------------------------------------------------------
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "one_thread: run the test, its fixtures included, with one torch thread")
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> object:
-    """Honour ``@pytest.mark.one_thread`` (or ``pytestmark``) for setup, call and teardown.
-
-    On a shared, oversubscribed CPU two OpenMP threads spin-wait on each other and tiny trainings
-    become ~15x slower than with one. A module-scoped fixture cannot help session fixtures such as
-    ``tiny_resnet_run``: pytest sets those up first. Wrapping the whole protocol covers them too.
-    """
-    if item.get_closest_marker("one_thread") is None:
-        return (yield)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return (yield)
-    finally:
-        torch.set_num_threads(threads)
-
-
 def run_python(args: list[str], cwd: Path = ROOT, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     """``python *args`` in a fresh process, as a user would run it: one thread, this DATA_DIR."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}

@@ -20,8 +20,6 @@ from omegaconf import OmegaConf
 from models.base import FamilyModule
 from train import build_callbacks
 
-pytestmark = pytest.mark.one_thread
-
 OPTIONS = sorted((path.parent.name, path.stem) for path in CONFIGS.glob("*/*.yaml"))
 GROUPS_IN_TRAIN_DEFAULTS = {"data", "model", "callbacks", "logger", "trainer", "paths", "hydra", "experiment", "debug"}
 

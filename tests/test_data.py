@@ -22,8 +22,6 @@ from dgbench.data import (
     stratified_subset,
 )
 
-pytestmark = pytest.mark.one_thread
-
 
 def datamodule(**kwargs: object) -> MNISTDataModule:
     dm = MNISTDataModule(**kwargs)  # type: ignore[arg-type]

@@ -30,14 +30,6 @@ def cosine_alpha_bar(t: int, T: int = 1000, s: float = 0.008) -> float:
     return f(t + 1) / f(0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # On a shared, oversubscribed CPU two OpenMP threads spin-wait on each other: small network
-    # calls become ~100x slower than with one thread. Restored for the other test modules.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

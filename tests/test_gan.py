@@ -20,13 +20,6 @@ TINY_GAN = ["model=gan", *(f"model.{k}={v}" for k, v in TINY_NETS.items()), "cal
 NETWORKS = ("generator", "discriminator", "encoder")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Two OpenMP threads on an oversubscribed CPU spin-wait on each other; one is much faster.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_model(**overrides: object) -> ConditionalGAN:

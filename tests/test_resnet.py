@@ -19,8 +19,6 @@ from models.nets import ResNet
 from models.resnet import ResNetClassifier
 from train import train
 
-pytestmark = pytest.mark.one_thread
-
 
 @pytest.fixture(scope="module")
 def digits() -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,8 +14,6 @@ from dgbench.checkpoint import load_model
 from dgbench.data import default_data_root, load_split
 from train import train
 
-pytestmark = pytest.mark.one_thread
-
 # What tiny_resnet_run tests on: limit_test_batches=2 batches of eval_batch_size=500, in order.
 TINY_TEST_IMAGES = 1000
 
