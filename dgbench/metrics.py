@@ -26,28 +26,39 @@ def classification_metrics(log_probs: Tensor, labels: Tensor) -> dict[str, float
     }
 
 
+def _ranks(scores: Tensor) -> Tensor:
+    """Scores mapped to their dense rank in [0, 1], ties kept.
+
+    torchmetrics reads binary predictions outside [0, 1] as logits and squashes them with a
+    sigmoid, which turns large scores (a negative log-likelihood in nats is in the hundreds) into
+    ties at 1.0 and every AUROC into 0.5. AUROC, AUPR and the ROC depend only on the order of the
+    scores, so their ranks give exactly the same metrics without that trap.
+    """
+    _, inverse = torch.unique(scores.float(), return_inverse=True)
+    return inverse.float() / max(int(inverse.max()), 1)
+
+
 def ood_metrics(in_scores: Tensor, out_scores: Tensor) -> dict[str, float]:
     """Detection of out-of-distribution inputs from anomaly scores (higher = more anomalous).
 
     AUROC and AUPR treat OOD as the positive class. FPR@95 is the fraction of OOD inputs accepted
     when the threshold accepts 95% of in-distribution inputs (Liang et al. 2018, "ODIN").
     """
-    scores = torch.cat([in_scores, out_scores]).float()
+    ranks = _ranks(torch.cat([in_scores, out_scores]))
     is_ood = torch.cat([torch.zeros(len(in_scores)), torch.ones(len(out_scores))]).long()
     # ROC with in-distribution as positive and -score as its detector, to read FPR at TPR = 0.95.
-    fpr, tpr, _ = binary_roc(-scores, 1 - is_ood)
+    fpr, tpr, _ = binary_roc(1 - ranks, 1 - is_ood)
     return {
-        "auroc": binary_auroc(scores, is_ood).item(),
-        "aupr": binary_average_precision(scores, is_ood).item(),
+        "auroc": binary_auroc(ranks, is_ood).item(),
+        "aupr": binary_average_precision(ranks, is_ood).item(),
         "fpr95": fpr[torch.searchsorted(tpr, torch.tensor(0.95))].item(),
     }
 
 
 def roc_curve(in_scores: Tensor, out_scores: Tensor) -> tuple[Tensor, Tensor]:
     """(false positive rate, true positive rate) with OOD as the positive class, for plotting."""
-    scores = torch.cat([in_scores, out_scores]).float()
     is_ood = torch.cat([torch.zeros(len(in_scores)), torch.ones(len(out_scores))]).long()
-    fpr, tpr, _ = binary_roc(scores, is_ood)
+    fpr, tpr, _ = binary_roc(_ranks(torch.cat([in_scores, out_scores])), is_ood)
     return fpr, tpr
 
 

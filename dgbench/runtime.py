@@ -36,8 +36,12 @@ def friendly_errors(main: Callable[[DictConfig], Any]) -> Callable[[DictConfig],
     def wrapped(cfg: DictConfig) -> Any:
         try:
             return main(cfg)
-        except DGBenchError as err:
-            print(f"error: {err}", file=sys.stderr)
+        except Exception as err:
+            # Hydra wraps errors raised while instantiating a config; the user's error is the cause.
+            cause = err if isinstance(err, DGBenchError) else err.__cause__
+            if not isinstance(cause, DGBenchError):
+                raise
+            print(f"error: {cause}", file=sys.stderr)
             sys.exit(2)
 
     return wrapped

@@ -125,6 +125,8 @@ def test_metric_sanity() -> None:
     ins, outs = torch.rand(200), torch.rand(200) + 1.0  # a perfect detector
     perfect = metrics.ood_metrics(ins, outs)
     assert perfect["auroc"] == pytest.approx(1.0) and perfect["fpr95"] == pytest.approx(0.0)
+    # Scores on a log-likelihood scale (hundreds of nats) must not saturate into ties.
+    assert metrics.ood_metrics(ins * 10 + 300, outs * 10 + 300)["auroc"] == pytest.approx(1.0)
     chance = metrics.ood_metrics(torch.rand(4000), torch.rand(4000))
     assert abs(chance["auroc"] - 0.5) < 0.03
     features = torch.randn(300, 8)
