@@ -79,8 +79,14 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> FamilyMo
     """Rebuild a trained family from its checkpoint, in eval mode on ``device``."""
     checkpoint = read_checkpoint(path)
     cls = family_class(checkpoint["dgbench"]["class_path"])
-    model = cls(**checkpoint.get("hyper_parameters", {}))
-    model.load_state_dict(checkpoint["state_dict"])
+    try:
+        model = cls(**checkpoint.get("hyper_parameters", {}))
+        model.load_state_dict(checkpoint["state_dict"])
+    except (TypeError, RuntimeError) as err:  # renamed arguments, changed layers
+        reason = str(err).strip().splitlines()[0][:160]
+        raise DGBenchError(
+            f"{path} was written by an incompatible version of {cls.__name__} ({reason}): retrain it with this code"
+        ) from None
     return model.to(device).eval()
 
 
