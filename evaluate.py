@@ -42,11 +42,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             "no checkpoints given: pass ckpts='[runs/<task>/<model>/<time>, ...]' (files or run directories)"
         )
     suites, explicit = select_suites(OmegaConf.to_object(cfg.suites) if OmegaConf.is_config(cfg.suites) else cfg.suites)
-    device = torch.device(
-        "cuda"
-        if cfg.device == "auto" and torch.cuda.is_available()
-        else ("cpu" if cfg.device == "auto" else cfg.device)
-    )
+    auto_device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(auto_device if cfg.device == "auto" else cfg.device)
     checkpoints = [resolve_checkpoint(p) for p in paths]
     names = list(cfg.names or [])
     models: dict[str, Any] = {}
