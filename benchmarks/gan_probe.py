@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 
 import torch
-from torchmetrics.functional.classification import binary_auroc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dgbench.checkpoint import load_model  # noqa: E402
 from dgbench.data import default_data_root, load_split  # noqa: E402
+from dgbench.metrics import ood_metrics  # noqa: E402
 
 
 def images(name: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,9 +40,8 @@ def main() -> None:
     start = time.perf_counter()
     inlier, outlier = model.anomaly_scores(mnist), model.anomaly_scores(fashion)
     seconds = time.perf_counter() - start
-    target = torch.cat([torch.zeros(args.n), torch.ones(args.n)]).long()
     for name in inlier:
-        auroc = binary_auroc(torch.cat([inlier[name], outlier[name]]), target)
+        auroc = ood_metrics(inlier[name], outlier[name])["auroc"]
         print(f"AUROC mnist->fashion_mnist [{name}] = {auroc:.4f}")
     print(f"anomaly_scores: {seconds:.1f} s for {2 * args.n} images")
 

@@ -23,25 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dgbench.checkpoint import load_model  # noqa: E402
 from dgbench.data import load_split  # noqa: E402
+from dgbench.metrics import ood_metrics  # noqa: E402
+from dgbench.suites import batched  # noqa: E402
 
 OTHER = {"mnist": "fashion_mnist", "fashion_mnist": "mnist"}
-
-
-def batched(fn, *tensors: torch.Tensor, size: int = 500) -> torch.Tensor | dict[str, torch.Tensor]:
-    """Apply ``fn`` to chunks of ``tensors`` on the model's device and concatenate on the CPU."""
-    outs = [fn(*(t[i : i + size].to(DEVICE) for t in tensors)) for i in range(0, len(tensors[0]), size)]
-    if isinstance(outs[0], dict):
-        return {k: torch.cat([o[k].cpu() for o in outs]) for k in outs[0]}
-    return torch.cat([o.cpu() for o in outs])
-
-
-def auroc(inliers: torch.Tensor, outliers: torch.Tensor) -> float:
-    """P(score of a random outlier > score of a random inlier), ties counted half (Mann-Whitney U)."""
-    scores = torch.cat([inliers, outliers]).double()
-    _, inverse, counts = torch.unique(scores, return_inverse=True, return_counts=True)
-    mean_rank = (counts.cumsum(0) - (counts - 1) / 2)[inverse]  # 1-based, ties share their mean rank
-    n_out, n_in = len(outliers), len(inliers)
-    return ((mean_rank[n_in:].sum() - n_out * (n_out + 1) / 2) / (n_out * n_in)).item()
 
 
 def test_split(name: str, limit: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,9 +42,8 @@ def main() -> None:
     parser.add_argument("--likelihood-k", type=int, help="override the checkpoint's likelihood_k")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
-    global DEVICE
-    DEVICE = torch.device(args.device)
-    model = load_model(args.ckpt, DEVICE)
+    device = torch.device(args.device)
+    model = load_model(args.ckpt, device)
     if args.likelihood_k:
         model.likelihood_k = args.likelihood_k
     x, y = test_split(args.data, args.limit)
@@ -69,7 +53,7 @@ def main() -> None:
 
     def timed(name: str, fn, *tensors: torch.Tensor):
         wall, cpu = time.perf_counter(), time.process_time()
-        out = batched(fn, *tensors)
+        out = batched(fn, *tensors, batch_size=500, device=device)
         timings[name] = [round(time.perf_counter() - wall, 1), round(time.process_time() - cpu, 1)]
         return out
 
@@ -87,9 +71,11 @@ def main() -> None:
         timed("anomaly_out", model.anomaly_scores, ood),
     )
     for name in scores_in:
-        report[f"auroc_{args.data}_vs_{OTHER[args.data]}_{name}"] = auroc(scores_in[name], scores_out[name])
+        report[f"auroc_{args.data}_vs_{OTHER[args.data]}_{name}"] = ood_metrics(scores_in[name], scores_out[name])[
+            "auroc"
+        ]
     report["timings_wall_cpu_s"] = timings
-    report["device"] = str(DEVICE)
+    report["device"] = str(device)
     print(json.dumps(report))
 
 
