@@ -1,0 +1,167 @@
+"""Gated PixelCNN: causality, exact normalisation, Bayes classification, sampling, imputation, checkpoints."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from conftest import TINY
+from omegaconf import DictConfig
+
+from dgbench import DGBenchError
+from dgbench.checkpoint import load_model
+from dgbench.data import MNISTDataModule
+from models.binarize import fixed_binarization
+from models.capabilities import capabilities_of
+from models.pixelcnn import ConditionalPixelCNN
+from models.pixelcnn_nets import GatedPixelCNN
+from train import train
+
+TINY_PIXELCNN = ["model=pixelcnn", "model.width=4", "model.dilations=[1]"]
+
+
+def tiny_pixelcnn(**overrides: object) -> ConditionalPixelCNN:
+    torch.manual_seed(0)
+    return ConditionalPixelCNN(**{"width": 4, "dilations": [1, 2], **overrides}).eval()
+
+
+def images(n: int, seed: int = 0) -> torch.Tensor:
+    x = torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
+    return ((x - 0.3) * 2).clamp(0, 1)
+
+
+def every_binary_image(height: int, width: int) -> torch.Tensor:
+    pixels = height * width
+    return ((torch.arange(2**pixels)[:, None] >> torch.arange(pixels)) & 1).float().view(-1, 1, height, width)
+
+
+def test_capabilities_and_user_errors() -> None:
+    model = tiny_pixelcnn()
+    assert capabilities_of(model) == ["classify", "sample", "score_anomalies", "likelihood", "impute"]
+    assert "exact" in model.likelihood_protocol and "nats" in model.likelihood_protocol
+    with pytest.raises(DGBenchError, match="one per layer"):
+        ConditionalPixelCNN(dilations=[])
+    with pytest.raises(DGBenchError, match="one label per image"):
+        model.sample(4, labels=torch.arange(3))
+
+
+@pytest.mark.parametrize("size", [(2, 2), (3, 3)])
+def test_p_x_sums_to_one_over_every_binary_image(size: tuple[int, int]) -> None:
+    # The chain rule is a normalised distribution only if no pixel sees itself or its future.
+    with torch.no_grad():
+        log_px_given_y = tiny_pixelcnn().log_px_given_y(every_binary_image(*size))  # (2^pixels, 10)
+    torch.testing.assert_close(log_px_given_y.logsumexp(0).exp(), torch.ones(10))
+
+
+def test_each_logit_depends_on_the_past_only_and_has_no_blind_spot() -> None:
+    net = GatedPixelCNN(width=4, dilations=(1, 1, 1)).eval()
+    inputs = torch.zeros(1, 1, 8, 8, requires_grad=True)
+    row, col = 4, 4
+    net(inputs, torch.tensor([3]))[0, 0, row, col].backward()
+    influence = inputs.grad[0, 0].abs() > 0
+    order = torch.arange(64).view(8, 8)
+    assert not influence[order >= row * 8 + col].any()  # causal: not itself, nothing later
+    assert influence[row, col - 1] and influence[row - 1, col + 2]  # left and up-right: a plain PixelCNN's blind spot
+
+
+def test_row_cropped_passes_give_the_full_logits() -> None:
+    model = tiny_pixelcnn()
+    binary = fixed_binarization(images(2))
+    inputs, labels = 2 * binary - 1, torch.tensor([1, 7])
+    with torch.no_grad():
+        full = model.net(inputs, labels)
+        row, top = 20, 20 - model.net.receptive_rows
+        torch.testing.assert_close(model.net(inputs[:, :, top : row + 1], labels)[:, :, -1], full[:, :, row])
+
+
+def test_classify_likelihood_and_scores() -> None:
+    model, x = tiny_pixelcnn(), images(5)
+    log_probs = model.classify(x)
+    torch.testing.assert_close(log_probs.exp().sum(1), torch.ones(5))
+    log_px = model.log_likelihood(x)
+    assert log_px.shape == (5,) and (log_px < 0).all()
+    torch.testing.assert_close(log_probs, (model.log_px_given_y(fixed_binarization(x))).log_softmax(1))
+    scores = model.anomaly_scores(x)
+    torch.testing.assert_close(scores["nll"], -log_px)
+    assert set(scores) == {"nll", "complexity_corrected"} and torch.isfinite(scores["complexity_corrected"]).all()
+    # Results do not depend on the batch an image comes in.
+    torch.testing.assert_close(model.log_likelihood(x[2:4]), log_px[2:4])
+
+
+def test_missing_suffix_is_marginalised_exactly() -> None:
+    # p(b_obs | y) for a suffix mask is the sum over every completion: check it by enumeration on 3x3.
+    model = tiny_pixelcnn()
+    every = every_binary_image(3, 3)
+    observed = torch.zeros(1, 1, 3, 3, dtype=torch.bool)
+    observed[..., :1, :], observed[..., 1, 0] = True, True  # first four pixels in raster order
+    with torch.no_grad():
+        joint = model.log_px_given_y(every)  # (512, 10)
+        prefix = (every.flatten(1)[:, :4] * 2 ** torch.arange(4)).sum(1).long()
+        exact = torch.stack([joint[prefix == k].logsumexp(0) for k in range(16)])
+        first_of_each = torch.stack([every[prefix == k][0] for k in range(16)])
+        approx = model.log_px_given_y(first_of_each, observed.expand(16, -1, -1, -1))
+    torch.testing.assert_close(approx, exact)
+
+
+def test_classification_ignores_missing_values() -> None:
+    model, x = tiny_pixelcnn(), images(3)
+    observed = torch.rand(x.shape, generator=torch.Generator().manual_seed(1)) >= 0.5
+    log_probs = model.classify(x, observed)
+    torch.testing.assert_close(log_probs.exp().sum(1), torch.ones(3))
+    torch.testing.assert_close(model.classify(torch.where(observed, x, 1 - x), observed), log_probs)
+
+
+def test_imputation_keeps_observed_pixels_bit_identical() -> None:
+    model, x = tiny_pixelcnn(), images(3)
+    observed = torch.ones_like(x, dtype=torch.bool)
+    observed[..., 24:, :] = False  # a suffix: the last four rows
+    observed[0, 0, 3, 5] = False
+    filled = model.impute(x, observed)
+    assert filled.shape == x.shape and filled.dtype == x.dtype
+    assert torch.equal(filled[observed], x[observed])
+    assert filled.min() >= 0 and filled.max() <= 1 and not torch.equal(filled[~observed], x[~observed])
+    assert torch.equal(model.impute(torch.where(observed, x, 1 - x), observed), filled)  # reads observed only
+    assert torch.equal(model.impute(x[1:], observed[1:]), filled[1:])  # independent of the batch
+
+
+def test_sampling_is_reproducible_and_follows_labels() -> None:
+    model, labels = tiny_pixelcnn(), torch.arange(4)
+    first = model.sample(4, labels, torch.Generator().manual_seed(3))
+    assert first.shape == (4, 1, 28, 28) and set(first.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(first, model.sample(4, labels, torch.Generator().manual_seed(3)))
+    assert not torch.equal(first, model.sample(4, labels, torch.Generator().manual_seed(4)))
+    assert not torch.equal(first, model.sample(4, labels.roll(1), torch.Generator().manual_seed(3)))
+
+
+def test_fast_dev_run_trains_tests_and_saves_samples(make_config: Callable[..., DictConfig], tmp_path: Path) -> None:
+    metrics = train(make_config(*TINY_PIXELCNN, *TINY, "debug=fast_dev_run"))
+    assert (metrics["family"], metrics["kind"], metrics["global_step"]) == ("pixelcnn", "generative", 1)
+    assert 0 <= metrics["test/acc"] <= 1 and 0 < metrics["test/nll"] < 784 * math.log(2) * 2
+    assert metrics["test/bpd"] == pytest.approx(metrics["test/nll"] / (784 * math.log(2)))
+    assert list((tmp_path / "samples").glob("epoch_*.png"))
+
+
+def test_weights_only_reload_gives_identical_outputs(tmp_path: Path) -> None:
+    model = tiny_pixelcnn().train()
+    model.optimizer_factory = lambda params: torch.optim.Adam(params, 1e-2)
+    quiet = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False}
+    trainer = L.Trainer(accelerator="cpu", max_steps=3, limit_val_batches=0, enable_model_summary=False, **quiet)
+    trainer.fit(model, datamodule=MNISTDataModule(train_size=300, batch_size=100, val_size=100))
+    trainer.save_checkpoint(tmp_path / "pixelcnn.ckpt")
+    reloaded, model, x = load_model(tmp_path / "pixelcnn.ckpt"), model.eval(), images(3)
+    observed = torch.ones_like(x, dtype=torch.bool)
+    observed[..., 26:, :] = False
+    assert reloaded.hparams.dilations == [1, 2]
+    assert torch.equal(reloaded.classify(x), model.classify(x))
+    assert torch.equal(reloaded.log_likelihood(x), model.log_likelihood(x))
+    assert torch.equal(reloaded.impute(x, observed), model.impute(x, observed))
+
+
+@pytest.mark.parametrize("name", ["autoregressive_cpu", "autoregressive_gpu"])
+def test_experiment_configs_compose(make_config: Callable[..., DictConfig], name: str) -> None:
+    cfg = make_config(f"experiment={name}")
+    assert cfg.model._target_ == "models.pixelcnn.ConditionalPixelCNN" and cfg.task_name == name
