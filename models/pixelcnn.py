@@ -130,15 +130,18 @@ class ConditionalPixelCNN(FamilyModule):
 
         ``inputs`` holds 2b - 1 (0 where unknown) and is updated in place; ``uniforms`` (N or 1, H*W)
         decide each draw. Returns (inputs, probabilities p(b_i = 1 | ...) at the sampled pixels).
-        Each step runs the network only on the rows the pixel can see (``receptive_rows`` above it):
-        the logits there are exactly those of the whole image, and a pass costs ~1/4 of a full one.
+        Each step runs the network only on the window the pixel can see (``receptive_rows`` above it
+        and as many columns either side): its logit there is exactly that of the whole image (the
+        zero padding at the window's edges reaches no feature it depends on), and the pass costs
+        ~1/8 of a full one.
         """
         probabilities = torch.zeros_like(inputs, dtype=torch.float32)
-        width = inputs.shape[-1]
+        width, reach = inputs.shape[-1], self.net.receptive_rows
         for t in todo.flatten(1).any(0).nonzero().flatten().tolist():  # one host sync, before the loop
             row, col = divmod(t, width)
-            top = max(0, row - self.net.receptive_rows)
-            p = torch.sigmoid(self.net(inputs[:, :, top : row + 1], labels)[:, 0, row - top, col].float())
+            top, left = max(0, row - reach), max(0, col - reach)
+            window = inputs[:, :, top : row + 1, left : col + reach + 1]
+            p = torch.sigmoid(self.net(window, labels)[:, 0, row - top, col - left].float())
             bit = (uniforms[:, t] < p).to(inputs.dtype)
             inputs[:, 0, row, col] = torch.where(todo[:, 0, row, col], 2 * bit - 1, inputs[:, 0, row, col])
             probabilities[:, 0, row, col] = p

@@ -83,7 +83,8 @@ class GatedPixelCNN(nn.Module):
         self.horizontal_in = MaskedConv2d(1, width, horizontal_mask(3, False))
         self.layers = nn.ModuleList(GatedLayer(width, num_classes, 3, d) for d in dilations)
         self.out = nn.Sequential(nn.ELU(), nn.Conv2d(width, width, 1), nn.ELU(), nn.Conv2d(width, 1, 1))
-        # Rows above that can influence a pixel: 1 for the first layer, +dilation per gated layer.
+        # Rows above that can influence a pixel: 1 for the first layer, +dilation per gated layer;
+        # the same number of columns either side bounds the horizontal reach.
         self.receptive_rows = 1 + sum(dilations)
 
     def forward(self, inputs: Tensor, y: Tensor) -> Tensor:

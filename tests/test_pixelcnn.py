@@ -68,14 +68,23 @@ def test_each_logit_depends_on_the_past_only_and_has_no_blind_spot() -> None:
     assert influence[row, col - 1] and influence[row - 1, col + 2]  # left and up-right: a plain PixelCNN's blind spot
 
 
-def test_row_cropped_passes_give_the_full_logits() -> None:
+def test_windowed_passes_give_the_full_logits() -> None:
+    # Sequential sampling runs the network on the window a pixel can see; the logit must not change.
     model = tiny_pixelcnn()
     binary = fixed_binarization(images(2))
-    inputs, labels = 2 * binary - 1, torch.tensor([1, 7])
+    inputs, labels, reach = 2 * binary - 1, torch.tensor([1, 7]), model.net.receptive_rows
     with torch.no_grad():
         full = model.net(inputs, labels)
-        row, top = 20, 20 - model.net.receptive_rows
-        torch.testing.assert_close(model.net(inputs[:, :, top : row + 1], labels)[:, :, -1], full[:, :, row])
+        for row, col in [(20, 14), (5, 1), (27, 27)]:
+            top, left = max(0, row - reach), max(0, col - reach)
+            window = model.net(inputs[:, :, top : row + 1, left : col + reach + 1], labels)
+            torch.testing.assert_close(window[:, 0, row - top, col - left], full[:, 0, row, col])
+    # ...and the reach is not larger than needed: one column less would change a logit.
+    net = GatedPixelCNN(width=4, dilations=(1, 2)).eval()
+    grad_in = torch.zeros(1, 1, 12, 12, requires_grad=True)
+    net(grad_in, torch.tensor([0]))[0, 0, 8, 6].backward()
+    reached = grad_in.grad[0, 0].abs() > 0
+    assert reached[8 - net.receptive_rows].any() and reached[:, 6 - net.receptive_rows].any()
 
 
 def test_classify_likelihood_and_scores() -> None:
