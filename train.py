@@ -16,6 +16,8 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from omegaconf import DictConfig, OmegaConf
 
+from dgbench.checkpoint import latest_checkpoint
+from dgbench.cli import check_command_line
 from dgbench.runtime import environment, friendly_errors, register_resolvers, write_json
 from models.base import FamilyModule
 
@@ -42,7 +44,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=build_callbacks(cfg, model), logger=loggers or False)
 
     start = time.perf_counter()
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    except BaseException as err:  # Ctrl-C (Lightning exits with SystemExit), the nan guard, a crash
+        status = "interrupted" if isinstance(err, KeyboardInterrupt | SystemExit) else f"failed: {err}"
+        record(cfg, model, trainer, time.perf_counter() - start, latest_checkpoint(trainer), {}, status)
+        raise
     train_time_s = time.perf_counter() - start
 
     checkpoint = trainer.checkpoint_callback
@@ -53,7 +60,26 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             model, datamodule=datamodule, ckpt_path=ckpt_path or None, weights_only=True, verbose=False
         )
         test_metrics = {k: float(v) for k, v in results[0].items()} if results else {}
+    metrics = record(cfg, model, trainer, train_time_s, ckpt_path, test_metrics, "complete")
+    if trainer.is_global_zero:
+        print(" ".join(f"{k}={v:.4f}" for k, v in test_metrics.items()) or "no test metrics")
+        print(f"checkpoint: {metrics['ckpt_path']}")
+    return metrics
 
+
+def record(
+    cfg: DictConfig,
+    model: FamilyModule,
+    trainer: L.Trainer,
+    train_time_s: float,
+    ckpt_path: str,
+    test_metrics: dict[str, float],
+    status: str,
+) -> dict[str, Any]:
+    """The run's metrics.json: what was trained, how it scored, where it is, on what, and whether it finished.
+
+    An interrupted run is recorded too (``complete: false``) with the checkpoint to resume from.
+    """
     metrics = {
         "family": model.family,
         "kind": model.kind,
@@ -66,12 +92,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "seed": cfg.seed,
         **environment(),
         "precision": str(trainer.precision),
-        "complete": True,
+        "complete": status == "complete",
+        "status": status,
     }
     if trainer.is_global_zero:
         write_json(Path(cfg.paths.output_dir) / "metrics.json", metrics)
-        print(" ".join(f"{k}={v:.4f}" for k, v in test_metrics.items()) or "no test metrics")
-        print(f"checkpoint: {metrics['ckpt_path']}")
     return metrics
 
 
@@ -82,4 +107,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_command_line("train")  # a bad override: one line, before Hydra's dozen
     main()

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from dgbench import DGBenchError
 from models.base import CHECKPOINT_FORMAT, FamilyModule
@@ -104,3 +106,40 @@ if __name__ == "__main__":
     if len(sys.argv) != 4 or sys.argv[1] != "export":
         sys.exit("usage: python -m dgbench.checkpoint export SOURCE.ckpt DESTINATION.ckpt")
     export_weights(sys.argv[2], sys.argv[3])
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Save to a temporary file beside the target, then rename it over the target.
+
+    ``os.replace`` is atomic on POSIX and Windows, so a run killed during a save leaves the previous
+    ``last.ckpt`` whole (Lightning writes the target file in place). fsync first, so that the
+    rename never lands before the data on a crash of the machine.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as file:
+                torch.save(checkpoint, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+def latest_checkpoint(trainer: Any) -> str:
+    """The newest checkpoint any ModelCheckpoint of ``trainer`` wrote: where a resume should start.
+
+    (``trainer.checkpoint_callback`` is only the first callback, here the best-model one.) On a tie
+    the one named ``last`` wins: it is written after best.ckpt at the same step.
+    """
+    paths = {
+        path
+        for callback in trainer.checkpoint_callbacks
+        for path in (callback.last_model_path, callback.best_model_path)
+        if path and Path(path).is_file()
+    }
+    return max(paths, key=lambda p: (os.path.getmtime(p), Path(p).stem == "last"), default="")

@@ -38,7 +38,26 @@ TINY = [
     "trainer.enable_progress_bar=false",
     "logger=none",
 ]
-TINY_RESNET = ["model=resnet", "model.width=8", "model.depth=1", "model.num_stages=2", "model.stem_stride=2"]
+# Per family, the smallest model that still trains, keyed by its configs/model/ name. A new family
+# needs an entry here (test_reliability checks that every config has one); the reliability tests
+# (fast_dev_run, crash and resume, determinism) then cover it without further edits.
+TINY_GAN_NETS = dict(latent_dim=16, g_width=16, d_width=8, e_width=8, impute_steps=3, impute_classes=2)
+TINY_MODELS: dict[str, list[str]] = {
+    "resnet": ["model=resnet", "model.width=8", "model.depth=1", "model.num_stages=2", "model.stem_stride=2"],
+    "vae": ["model=vae", "model.width=4", "model.latent_dim=2", "model.classify_k=2", "model.likelihood_k=2"],
+    "gan": ["model=gan", *(f"model.{k}={v}" for k, v in TINY_GAN_NETS.items()), "callbacks.sample_grid.per_class=2"],
+    "diffusion": [
+        "model=diffusion",
+        "model.channels=[8,16,16]",
+        "model.sample_steps=3",
+        "callbacks.sample_grid.per_class=2",
+        "data.eval_batch_size=100",
+    ],
+    "logistic_regression": ["model=logistic_regression"],
+    "naive_bayes": ["model=naive_bayes"],
+    "pixelcnn": ["model=pixelcnn", "model.width=4", "model.dilations=[1]"],
+}
+TINY_RESNET = TINY_MODELS["resnet"]
 
 
 def compose_config(overrides: list[str], output_dir: Path, config_name: str = "train") -> DictConfig:

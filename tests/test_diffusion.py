@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY
+from conftest import TINY, TINY_MODELS
 
 from dgbench.checkpoint import load_model
 from dgbench.data import default_data_root, load_split
@@ -15,21 +15,13 @@ from models.capabilities import capabilities_of
 from models.diffusion import DiffusionModel
 from models.noise_schedule import NoiseSchedule, discretized_gaussian_log_likelihood
 
-TINY_DIFFUSION = [
-    "model=diffusion",
-    "model.channels=[8,16,16]",
-    "model.sample_steps=3",
-    "callbacks.sample_grid.per_class=2",
-    "data.eval_batch_size=100",
-]
+TINY_DIFFUSION = TINY_MODELS["diffusion"]
 
 
 def cosine_alpha_bar(t: int, T: int = 1000, s: float = 0.008) -> float:
     """Nichol & Dhariwal eq. 17 written out independently: ᾱ for the 0-indexed step t."""
     f = lambda u: math.cos((u / T + s) / (1 + s) * math.pi / 2) ** 2  # noqa: E731
     return f(t + 1) / f(0)
-
-
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import TINY
+from conftest import TINY, TINY_GAN_NETS, TINY_MODELS
 
 from dgbench.checkpoint import load_model
 from dgbench.data import MNISTDataModule, default_data_root
@@ -15,11 +15,9 @@ from models.capabilities import capabilities_of
 from models.gan import ConditionalGAN
 from train import train
 
-TINY_NETS = dict(latent_dim=16, g_width=16, d_width=8, e_width=8, impute_steps=3, impute_classes=2)
-TINY_GAN = ["model=gan", *(f"model.{k}={v}" for k, v in TINY_NETS.items()), "callbacks.sample_grid.per_class=2"]
+TINY_NETS = TINY_GAN_NETS
+TINY_GAN = TINY_MODELS["gan"]
 NETWORKS = ("generator", "discriminator", "encoder")
-
-
 
 
 def tiny_model(**overrides: object) -> ConditionalGAN:

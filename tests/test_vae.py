@@ -8,6 +8,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from conftest import TINY_MODELS
 
 from dgbench import DGBenchError
 from dgbench.checkpoint import load_model
@@ -16,7 +17,7 @@ from models.capabilities import capabilities_of
 from models.complexity import context_code_length
 from models.vae import ConditionalVAE
 
-TINY_VAE = ["model=vae", "model.width=4", "model.latent_dim=2", "model.classify_k=2", "model.likelihood_k=2"]
+TINY_VAE = TINY_MODELS["vae"]
 
 
 def tiny_vae(**overrides: object) -> ConditionalVAE:
