@@ -6,6 +6,7 @@ checkpoint -> ``metrics.json`` in the run directory. Configs live in ``configs/`
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from omegaconf import DictConfig, OmegaConf
 
+from dgbench import DGBenchError
 from dgbench.checkpoint import latest_checkpoint
 from dgbench.cli import check_command_line
 from dgbench.runtime import environment, friendly_errors, register_resolvers, write_json
@@ -37,6 +39,11 @@ def build_callbacks(cfg: DictConfig, model: FamilyModule) -> list[L.Callback]:
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
+    record_path = Path(cfg.paths.output_dir) / "metrics.json"
+    if record_path.is_file() and json.loads(record_path.read_text()).get("complete"):
+        raise DGBenchError(
+            f"{record_path.parent} holds a finished run: choose another hydra.run.dir (nothing was changed)"
+        )
     L.seed_everything(cfg.seed, workers=False, verbose=False)
     datamodule = instantiate(cfg.data)
     model: FamilyModule = instantiate(cfg.model, _convert_="all")

@@ -20,7 +20,7 @@ import inspect
 import sys
 import types
 import typing
-from pathlib import Path, PurePath
+from pathlib import PurePath
 from typing import Any
 
 from hydra import compose, initialize_config_dir
@@ -30,10 +30,8 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
 from dgbench import DGBenchError
-from dgbench.runtime import register_resolvers
+from dgbench.runtime import CONFIG_DIR, register_resolvers
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
-_ABSENT = object()
 
 
 def check_command_line(config_name: str, argv: list[str] | None = None) -> None:

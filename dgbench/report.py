@@ -118,9 +118,8 @@ def summary_table(results: dict[str, dict[str, Any]]) -> list[str]:
             )
         train_time = r["training"].get("train_time_s")
         params = (s.get("cost") or {}).get("parameters")
-        rows.setdefault("Training cost", {})[m] = (
-            f"{train_time:.0f} s on {r['training'].get('device', '?')}, {params:,} params" if train_time else NA
-        )
+        cell = f"{train_time:.0f} s on {r['training'].get('device', '?')}" if train_time else NA
+        rows.setdefault("Training cost", {})[m] = f"{cell}, {params:,} params" if train_time and params else cell
     return _table("Head-to-head (the primer's table, measured)", rows, models)
 
 

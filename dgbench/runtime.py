@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from dgbench import DGBenchError
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
 def auto_precision(accelerator: str = "auto") -> str:
@@ -70,3 +72,16 @@ def read_run_metrics(checkpoint: str | Path) -> dict[str, Any]:
     """The metrics.json of the run that wrote ``checkpoint`` (<run>/checkpoints/x.ckpt), or {}."""
     path = Path(checkpoint).resolve().parent.parent / "metrics.json"
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def compose_config(overrides: list[str], output_dir: str | Path, config_name: str = "train") -> DictConfig:
+    """Compose ``configs/<config_name>.yaml`` with ``overrides`` as the command line would, for
+    running ``train``/``evaluate`` in-process (benchmarks, tests), writing into ``output_dir``."""
+    from hydra import compose, initialize_config_dir
+
+    register_resolvers()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
+        cfg = compose(config_name=config_name, overrides=overrides)
+    with open_dict(cfg):  # ${hydra:runtime.output_dir} only resolves inside a Hydra app
+        cfg.paths.output_dir = cfg.paths.log_dir = str(output_dir)
+    return cfg

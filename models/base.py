@@ -43,9 +43,14 @@ class FamilyModule(L.LightningModule):
         optimizer = self.optimizer_factory(params=self.parameters())
         if self.scheduler_factory is None:
             return optimizer
-        scheduler = self.scheduler_factory(
-            optimizer=optimizer, total_steps=int(self.trainer.estimated_stepping_batches)
-        )
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        try:
+            scheduler = self.scheduler_factory(optimizer=optimizer, total_steps=total_steps)
+        except ZeroDivisionError:  # torch's OneCycleLR when pct_start * total_steps == 1 (a 1-step warm-up)
+            raise DGBenchError(
+                f"the learning-rate schedule cannot span {total_steps} steps (its warm-up would be one step): "
+                "train for more steps or change model.scheduler.pct_start"
+            ) from None
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf
 
-from dgbench.runtime import register_resolvers
+from dgbench.runtime import compose_config, register_resolvers
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -26,48 +25,14 @@ register_resolvers()
 # spin-wait on each other make them 10-100x slower. Subprocesses get OMP_NUM_THREADS=1 likewise.
 torch.set_num_threads(1)
 
-# Small enough to train in seconds on 2 CPU cores, real enough to learn something.
-TINY = [
-    "data.train_size=1000",
-    "data.batch_size=100",
-    "data.eval_batch_size=500",
-    "trainer.accelerator=cpu",
-    "trainer.max_epochs=2",
-    "trainer.limit_val_batches=2",
-    "trainer.limit_test_batches=2",
-    "trainer.enable_progress_bar=false",
-    "logger=none",
-]
-# Per family, the smallest model that still trains, keyed by its configs/model/ name. A new family
-# needs an entry here (test_reliability checks that every config has one); the reliability tests
-# (fast_dev_run, crash and resume, determinism) then cover it without further edits.
-TINY_GAN_NETS = dict(latent_dim=16, g_width=16, d_width=8, e_width=8, impute_steps=3, impute_classes=2)
-TINY_MODELS: dict[str, list[str]] = {
-    "resnet": ["model=resnet", "model.width=8", "model.depth=1", "model.num_stages=2", "model.stem_stride=2"],
-    "vae": ["model=vae", "model.width=4", "model.latent_dim=2", "model.classify_k=2", "model.likelihood_k=2"],
-    "gan": ["model=gan", *(f"model.{k}={v}" for k, v in TINY_GAN_NETS.items()), "callbacks.sample_grid.per_class=2"],
-    "diffusion": [
-        "model=diffusion",
-        "model.channels=[8,16,16]",
-        "model.sample_steps=3",
-        "callbacks.sample_grid.per_class=2",
-        "data.eval_batch_size=100",
-    ],
-    "logistic_regression": ["model=logistic_regression"],
-    "naive_bayes": ["model=naive_bayes"],
-    "pixelcnn": ["model=pixelcnn", "model.width=4", "model.dilations=[1]"],
-}
+# Small enough to train in seconds on 2 CPU cores, real enough to learn something: the tiny preset
+# of configs/benchmark.yaml, which also lists the smallest model of every family. A new family needs
+# an entry there (test_reliability checks that every model config has one); the reliability tests
+# (crash and resume, determinism) and the benchmark's test then cover it without further edits.
+TINY_PRESET = OmegaConf.load(CONFIGS / "benchmark.yaml").tiny
+TINY: list[str] = list(TINY_PRESET.common)
+TINY_MODELS: dict[str, list[str]] = {family: list(o) for family, o in TINY_PRESET.families.items()}
 TINY_RESNET = TINY_MODELS["resnet"]
-
-
-def compose_config(overrides: list[str], output_dir: Path, config_name: str = "train") -> DictConfig:
-    """Compose ``configs/<config_name>.yaml`` as Hydra would, writing into ``output_dir``."""
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIGS)):
-        cfg = compose(config_name=config_name, overrides=overrides)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
-        cfg.paths.log_dir = str(output_dir)
-    return cfg
 
 
 @pytest.fixture

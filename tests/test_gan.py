@@ -7,7 +7,8 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import TINY, TINY_GAN_NETS, TINY_MODELS
+from conftest import TINY, TINY_MODELS
+from omegaconf import OmegaConf
 
 from dgbench.checkpoint import load_model
 from dgbench.data import MNISTDataModule, default_data_root
@@ -15,8 +16,8 @@ from models.capabilities import capabilities_of
 from models.gan import ConditionalGAN
 from train import train
 
-TINY_NETS = TINY_GAN_NETS
 TINY_GAN = TINY_MODELS["gan"]
+TINY_NETS = dict(OmegaConf.from_dotlist([o for o in TINY_GAN if o.startswith("model.") and "=" in o]).model)
 NETWORKS = ("generator", "discriminator", "encoder")
 
 

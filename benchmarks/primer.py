@@ -1,0 +1,191 @@
+"""The primer, measured: one command trains every family, evaluates them side by side, writes results/.
+
+    python benchmarks/primer.py                        # CPU presets (*_cpu) -> results/primer_cpu
+    python benchmarks/primer.py --preset gpu           # GPU presets (*_gpu) -> results/primer_gpu
+    python benchmarks/primer.py --preset tiny          # seconds: what the test runs
+    python benchmarks/primer.py --stages curves
+
+Stages (presets in configs/benchmark.yaml):
+  train     every family with its preset (train.py's ``train``, in this process)
+  evaluate  evaluate.py on all of them: report.json/.md, ROC, missing-feature and sample figures
+  curves    data efficiency: each classifier trained on 100 / 1k / 10k / all labels, test accuracy
+            on the full test set (Ng & Jordan 2001's experiment), curves.json/.md, learning_curves.png
+  fashion   the hard OOD direction: families trained on Fashion-MNIST, MNIST as the OOD set
+A run whose metrics.json says complete is reused, so an interrupted benchmark goes on where it
+stopped. Each stage prints a progress line; benchmark.json records stage times and the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dgbench import DGBenchError  # noqa: E402
+from dgbench.runtime import compose_config, environment, write_json  # noqa: E402
+from evaluate import evaluate  # noqa: E402
+from train import train  # noqa: E402
+
+START = time.perf_counter()
+STAGES = ("train", "evaluate", "curves", "fashion")
+
+
+def say(message: str) -> None:
+    elapsed = int(time.perf_counter() - START)
+    print(f"[primer {elapsed // 3600:d}:{elapsed // 60 % 60:02d}:{elapsed % 60:02d}] {message}", flush=True)
+
+
+def train_run(name: str, overrides: list[str], run_dir: Path) -> dict[str, Any]:
+    """Train one configuration into ``run_dir`` unless a complete run is already there."""
+    metrics_path = run_dir / "metrics.json"
+    if metrics_path.is_file() and json.loads(metrics_path.read_text()).get("complete"):
+        say(f"  {name}: reusing {run_dir}")
+        metrics = json.loads(metrics_path.read_text())
+    else:
+        say(f"  {name}: training ({' '.join(overrides)})")
+        metrics = train(compose_config([*overrides, "trainer.enable_progress_bar=false"], run_dir))
+    shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.startswith("test/"))
+    say(f"  {name}: done, trained in {metrics['train_time_s']:.0f} s; {shown}")
+    return metrics
+
+
+def stage_train(preset: Any, common: list[str], runs: Path) -> None:
+    for family, overrides in preset.families.items():
+        train_run(family, [*common, *overrides], runs / family)
+
+
+def run_evaluate(overrides: list[str], out: Path) -> None:
+    evaluate(compose_config(overrides, out, config_name="evaluate"))
+
+
+def stage_evaluate(preset: Any, runs: Path, out: Path) -> None:
+    ckpts = ",".join(str(runs / family) for family in preset.families)
+    say(f"  evaluating {len(preset.families)} families -> {out}")
+    run_evaluate([f"ckpts=[{ckpts}]", *preset.evaluate], out)
+
+
+def stage_curves(preset: Any, common: list[str], runs: Path, out: Path) -> None:
+    points = []
+    for family, spec in preset.curves.families.items():
+        for size in preset.curves.sizes:
+            overrides = [*common, *preset.families[family]]
+            if size is not None:
+                overrides.append(f"data.train_size={size}")
+                if spec.steps is not None:  # a fixed number of updates, one validation at the end
+                    overrides += [
+                        "trainer.max_epochs=-1",
+                        f"trainer.max_steps={spec.steps}",
+                        "trainer.check_val_every_n_epoch=null",
+                        f"trainer.val_check_interval={spec.steps}",
+                    ]
+            # all labels = the preset itself: the train stage's run, reused when it exists
+            run_dir = runs / "curves" / f"{family}_{size}" if size is not None else runs / family
+            metrics = train_run(f"{family} n={size or 'all'}", overrides, run_dir)
+            points.append(
+                {
+                    "family": family,
+                    "kind": metrics["kind"],
+                    "train_size": size or "all",
+                    "test_acc": metrics.get("test/acc"),
+                    "train_time_s": metrics["train_time_s"],
+                    "global_step": metrics["global_step"],
+                }
+            )
+    write_curves(points, out)
+
+
+def write_curves(points: list[dict[str, Any]], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "curves.json", {"points": points, **environment()})
+    sizes = sorted({str(p["train_size"]) for p in points}, key=lambda s: float("inf") if s == "all" else int(s))
+    families = list(dict.fromkeys(p["family"] for p in points))
+    acc = {(p["family"], str(p["train_size"])): p["test_acc"] for p in points}
+    lines = ["| family | kind | " + " | ".join(f"n={s}" for s in sizes) + " |", "|---|---|" + "---|" * len(sizes)]
+    for family in families:
+        kind = next(p["kind"] for p in points if p["family"] == family)
+        cells = [f"{100 * acc[family, s]:.1f}%" if acc.get((family, s)) is not None else "–" for s in sizes]
+        lines.append(f"| {family} | {kind} | " + " | ".join(cells) + " |")
+    (out / "curves.md").write_text(
+        "Test accuracy (10 000 MNIST test images) by labelled training images.\n\n" + "\n".join(lines) + "\n"
+    )
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    full = 55_000  # "all": the training split after the 5 000 validation images
+    for family in families:
+        mine = [p for p in points if p["family"] == family and p["test_acc"] is not None]
+        xs = [full if p["train_size"] == "all" else p["train_size"] for p in mine]
+        style = "-" if mine[0]["kind"] == "discriminative" else "--"
+        ax.plot(xs, [100 * p["test_acc"] for p in mine], style, marker="o", label=f"{family} ({mine[0]['kind'][:4]}.)")
+    ax.set(xscale="log", xlabel="labelled training images", ylabel="test accuracy (%)", title="Data efficiency")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "learning_curves.png", dpi=120)
+    plt.close(fig)
+
+
+def stage_fashion(preset: Any, common: list[str], runs: Path, out: Path) -> None:
+    for family in preset.fashion.families:
+        overrides = [*common, *preset.families[family], "data=fashion_mnist"]
+        train_run(f"{family} on fashion", overrides, runs / "fashion" / family)
+    ckpts = ",".join(str(runs / "fashion" / family) for family in preset.fashion.families)
+    say(f"  evaluating OOD: Fashion-MNIST in distribution, MNIST out -> {out / 'fashion'}")
+    overrides = [f"ckpts=[{ckpts}]", "in_distribution=fashion_mnist", "suites=[ood]", *preset.fashion.evaluate]
+    run_evaluate(overrides, out / "fashion")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="cpu", help="cpu, gpu or tiny (configs/benchmark.yaml)")
+    parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
+    parser.add_argument("--runs", type=Path, help="run directories (default runs/primer_<preset>)")
+    parser.add_argument("--out", type=Path, help="results directory (default results/primer_<preset>)")
+    args = parser.parse_args()
+
+    presets = OmegaConf.load(ROOT / "configs" / "benchmark.yaml")
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    if args.preset not in presets or not set(stages) <= set(STAGES):
+        raise SystemExit(f"error: choose --preset from {list(presets)} and --stages from {','.join(STAGES)}")
+    preset = presets[args.preset]
+    common = list(preset.get("common", []))
+    runs, out = (args.runs or ROOT / f"runs/primer_{args.preset}"), (args.out or ROOT / f"results/primer_{args.preset}")
+    timings: dict[str, float] = {}
+    for stage in stages:
+        say(f"stage {stage} ({args.preset} preset)")
+        started = time.perf_counter()
+        if stage == "train":
+            stage_train(preset, common, runs)
+        elif stage == "evaluate":
+            stage_evaluate(preset, runs, out)
+        elif stage == "curves":
+            stage_curves(preset, common, runs, out)
+        else:
+            stage_fashion(preset, common, runs, out)
+        timings[stage] = round(time.perf_counter() - started, 1)
+        say(f"stage {stage} done in {timings[stage]:.0f} s")
+    # benchmark.json: stage times of this and earlier invocations (a stage run alone keeps the others)
+    previous = json.loads((out / "benchmark.json").read_text()) if (out / "benchmark.json").is_file() else {}
+    record = {"preset": args.preset, "command": " ".join(sys.argv), **environment()}
+    record["stages_s"] = {**previous.get("stages_s", {}), **timings}
+    write_json(out / "benchmark.json", record)
+    say(f"results in {out}")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except DGBenchError as err:  # the one-line errors of train.py and evaluate.py
+        raise SystemExit(f"error: {err}") from None
