@@ -27,7 +27,6 @@ from pathlib import Path
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from hydra.utils import instantiate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,7 +72,7 @@ def run_plain(steps: int, warmup: int, out: Path) -> tuple[float, float]:
         for x, y in datamodule.train_dataloader():
             if done == warmup:
                 start = time.perf_counter()
-            loss = F.cross_entropy(model(x), y, label_smoothing=model.label_smoothing)
+            loss = model.loss(model(x), y)  # the family's own objective, as training_step computes it
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -15,19 +15,17 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchmetrics.classification import MulticlassAccuracy
 
-from models.base import FamilyModule, OptimizerFactory, SchedulerFactory
+from models.base import OptimizerFactory, SchedulerFactory
+from models.discriminative import LogitClassifier
 
 NUM_CLASSES, NUM_PIXELS = 10, 28 * 28
 
 
-class LogisticRegression(FamilyModule):
+class LogisticRegression(LogitClassifier):
     """Capabilities: classify, score_anomalies (max-softmax and energy). Nothing generative."""
 
     family = "logistic_regression"
-    kind = "discriminative"
-    monitor = ("val/acc", "max")
 
     def __init__(
         self,
@@ -41,47 +39,11 @@ class LogisticRegression(FamilyModule):
         self.linear = nn.Linear(NUM_PIXELS, NUM_CLASSES)
         nn.init.zeros_(self.linear.weight)  # the objective is convex: start at the uniform p(y|x)
         nn.init.zeros_(self.linear.bias)
-        self.val_acc = MulticlassAccuracy(NUM_CLASSES, average="micro")
-        self.test_acc = MulticlassAccuracy(NUM_CLASSES, average="micro")
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits W x + c, in float32 (a linear model gains nothing from bf16)."""
         with torch.autocast(x.device.type, enabled=False):
             return self.linear(x.flatten(1).float())
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        x, y = batch
-        cross_entropy = F.cross_entropy(self(x), y)
-        loss = cross_entropy + 0.5 * self.l2 * self.linear.weight.square().sum()  # MAP objective above
-        self.log("train/loss", loss, prog_bar=True)
-        self.log("train/cross_entropy", cross_entropy)
-        return loss
-
-    def _evaluate(self, batch: tuple[Tensor, Tensor], stage: str, accuracy: MulticlassAccuracy) -> None:
-        x, y = batch
-        logits = self(x)
-        accuracy(logits, y)
-        self.log(f"{stage}/loss", F.cross_entropy(logits, y), on_epoch=True)  # nats per label
-        self.log(f"{stage}/acc", accuracy, on_epoch=True, prog_bar=True)
-
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "val", self.val_acc)
-
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "test", self.test_acc)
-
-    # --- capabilities -----------------------------------------------------------------------
-    @torch.inference_mode()
-    def classify(self, x: Tensor, observed: Tensor | None = None) -> Tensor:
-        """log p(y|x). A discriminative model cannot marginalise: it sees the zero-filled image."""
-        return F.log_softmax(self(x), dim=1)
-
-    @torch.inference_mode()
-    def anomaly_scores(self, x: Tensor) -> dict[str, Tensor]:
-        logits = self(x)
-        return {
-            # Maximum softmax probability baseline (Hendrycks & Gimpel 2017), negated.
-            "max_softmax": -logits.softmax(dim=1).amax(dim=1),
-            # Free energy E(x) = -logsumexp_y f_y(x) (Liu et al. 2020); high energy = unfamiliar.
-            "energy": -torch.logsumexp(logits, dim=1),
-        }
+    def loss(self, logits: Tensor, y: Tensor) -> Tensor:
+        return F.cross_entropy(logits, y) + 0.5 * self.l2 * self.linear.weight.square().sum()  # MAP objective above

@@ -29,6 +29,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from dgbench import DGBenchError
 from models.base import FamilyModule, OptimizerFactory, SchedulerFactory
+from models.binarize import fixed_binarization
 from models.complexity import context_code_length
 from models.conv_nets import ConvDecoder, ConvEncoder
 
@@ -82,13 +83,8 @@ class ConditionalVAE(FamilyModule):
 
     # --- the model -------------------------------------------------------------------------
     def binarize(self, x: Tensor) -> Tensor:
-        """A fixed Bernoulli(x) sample: one seeded uniform threshold per pixel position.
-
-        Each pixel is marginally Bernoulli(x_i), as in training, and an image's binarization does
-        not depend on the batch it comes in, so neither do its scores.
-        """
-        thresholds = torch.rand((1, 1, 28, 28), generator=torch.Generator().manual_seed(self.eval_seed))
-        return (thresholds.to(x.device) < x).to(x.dtype)
+        """The evaluation's fixed binarization (models/binarize.py): batch-independent scores."""
+        return fixed_binarization(x, self.eval_seed)
 
     def posterior(self, x: Tensor, observed: Tensor) -> tuple[Tensor, Tensor]:
         """q(z | x_obs, y) for every y: means and log-variances, each (N, classes, latent_dim)."""

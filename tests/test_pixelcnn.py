@@ -9,7 +9,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import TINY
+from conftest import TINY, TINY_MODELS
 from omegaconf import DictConfig
 
 from dgbench import DGBenchError
@@ -21,7 +21,7 @@ from models.pixelcnn import ConditionalPixelCNN
 from models.pixelcnn_nets import GatedPixelCNN
 from train import train
 
-TINY_PIXELCNN = ["model=pixelcnn", "model.width=4", "model.dilations=[1]"]
+TINY_PIXELCNN = TINY_MODELS["pixelcnn"]
 
 
 def tiny_pixelcnn(**overrides: object) -> ConditionalPixelCNN:
