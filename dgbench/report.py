@@ -101,6 +101,8 @@ def summary_table(results: dict[str, dict[str, Any]]) -> list[str]:
         rows.setdefault("Can generate", {})[m] = (
             f"yes: FID {samples['fid']:.2f} (floor {samples['floor']['fid']:.2f}), class acc {samples['class_accuracy']:.3f}"
             if samples
+            else "yes (samples suite not run)"
+            if "sample" in r["capabilities"]
             else "no"
         )
         missing = (s.get("missing") or {}).get("random_50")
