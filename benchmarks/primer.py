@@ -128,7 +128,7 @@ def write_curves(points: list[dict[str, Any]], out: Path) -> None:
         mine = [p for p in points if p["family"] == family and p["test_acc"] is not None]
         xs = [full if p["train_size"] == "all" else p["train_size"] for p in mine]
         style = "-" if mine[0]["kind"] == "discriminative" else "--"
-        ax.plot(xs, [100 * p["test_acc"] for p in mine], style, marker="o", label=f"{family} ({mine[0]['kind'][:4]}.)")
+        ax.plot(xs, [100 * p["test_acc"] for p in mine], style, marker="o", label=f"{family} ({mine[0]['kind']})")
     ax.set(xscale="log", xlabel="labelled training images", ylabel="test accuracy (%)", title="Data efficiency")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

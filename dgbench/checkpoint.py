@@ -18,6 +18,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from dgbench import DGBenchError
+from dgbench.runtime import atomic_save
 from models.base import CHECKPOINT_FORMAT, FamilyModule
 
 
@@ -109,25 +110,11 @@ if __name__ == "__main__":
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Save to a temporary file beside the target, then rename it over the target.
-
-    ``os.replace`` is atomic on POSIX and Windows, so a run killed during a save leaves the previous
-    ``last.ckpt`` whole (Lightning writes the target file in place). fsync first, so that the
-    rename never lands before the data on a crash of the machine.
-    """
+    """Lightning's checkpoint writer, made atomic (:func:`dgbench.runtime.atomic_save`): Lightning
+    writes the target file in place, so a run killed during a save could leave a corrupt last.ckpt."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as file:
-                torch.save(checkpoint, file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        atomic_save(checkpoint, path)
 
 
 def latest_checkpoint(trainer: Any) -> str:

@@ -68,6 +68,25 @@ def write_json(path: str | Path, payload: dict[str, Any]) -> None:
     os.replace(tmp.name, path)
 
 
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, fsync, then rename it over ``path``.
+
+    ``os.replace`` is atomic on POSIX and Windows, so a process killed mid-save leaves the previous
+    file whole; fsync first, so that the rename never lands before the data on a machine crash.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as file:
+            torch.save(obj, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def read_run_metrics(checkpoint: str | Path) -> dict[str, Any]:
     """The metrics.json of the run that wrote ``checkpoint`` (<run>/checkpoints/x.ckpt), or {}."""
     path = Path(checkpoint).resolve().parent.parent / "metrics.json"

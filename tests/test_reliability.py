@@ -116,11 +116,11 @@ def test_nan_loss_stops_training_naming_the_step_and_keeps_good_checkpoints(tmp_
 
 SAVE_FOREVER = """
 import sys, torch
-from dgbench.checkpoint import AtomicCheckpointIO
-io, payload = AtomicCheckpointIO(), {"w": torch.randn(4_000_000)}  # 16 MB: a save takes a while
+from dgbench.runtime import atomic_save  # what AtomicCheckpointIO, Lightning's writer here, calls
+payload = {"w": torch.randn(4_000_000)}  # 16 MB: a save takes a while
 for i in range(10**6):
     payload["i"] = i
-    io.save_checkpoint(payload, sys.argv[1])
+    atomic_save(payload, sys.argv[1])
     print(i, flush=True)
 """
 
