@@ -33,7 +33,6 @@ from dgbench import DGBenchError
 from dgbench.runtime import CONFIG_DIR, register_resolvers
 
 
-
 def check_command_line(config_name: str, argv: list[str] | None = None) -> None:
     """Exit with one line on stderr if an override on the command line is wrong."""
     try:

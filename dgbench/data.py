@@ -109,7 +109,9 @@ def random_translate(images: torch.Tensor, max_shift: int, generator: torch.Gene
     padded_w = w + 2 * max_shift
     padded = torch.nn.functional.pad(images, (max_shift,) * 4).flatten(1)
     offsets = torch.randint(0, 2 * max_shift + 1, (2, n), generator=generator).to(images.device)
-    window = (torch.arange(h, device=images.device)[:, None] * padded_w + torch.arange(w, device=images.device)).flatten()
+    window = (
+        torch.arange(h, device=images.device)[:, None] * padded_w + torch.arange(w, device=images.device)
+    ).flatten()
     return padded.gather(1, window + (offsets[0] * padded_w + offsets[1])[:, None]).view(n, h, w)
 
 

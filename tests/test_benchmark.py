@@ -1,0 +1,40 @@
+"""benchmarks/primer.py end to end on the tiny preset: every stage runs and writes what README shows."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from conftest import ROOT, TINY_PRESET, run_python
+
+
+def test_the_benchmark_runs_every_stage_and_writes_every_file_the_readme_links(tmp_path: Path) -> None:
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    command = ["benchmarks/primer.py", "--preset", "tiny", "--runs", str(runs), "--out", str(out)]
+    result = run_python(command, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert re.findall(r"stage (\w+) done", result.stdout) == ["train", "evaluate", "curves", "fashion"]
+
+    # README shows the CPU benchmark's results: each file it links there is one this command writes.
+    linked = set(re.findall(r"results/primer_cpu/([\w/.-]+\.(?:png|md|json))", (ROOT / "README.md").read_text()))
+    assert {"report.md", "curves.md", "learning_curves.png", "fashion/report.md"} <= linked
+    assert sorted(f for f in linked if not (out / f).is_file()) == []
+
+    report = json.loads((out / "report.json").read_text())
+    assert list(report["models"]) == list(TINY_PRESET.families)  # every family, side by side
+    points = json.loads((out / "curves.json").read_text())["points"]
+    expected = {(f, s or "all") for f in TINY_PRESET.curves.families for s in TINY_PRESET.curves.sizes}
+    assert {(p["family"], p["train_size"]) for p in points} == expected
+    assert all(0.0 < p["test_acc"] <= 1.0 for p in points)
+    fashion = json.loads((out / "fashion" / "report.json").read_text())
+    assert fashion["in_distribution"] == "fashion_mnist" and list(fashion["models"]) == list(
+        TINY_PRESET.fashion.families
+    )
+    timings = json.loads((out / "benchmark.json").read_text())
+    assert set(timings["stages_s"]) == {"train", "evaluate", "curves", "fashion"} and timings["torch_version"]
+
+    # A second invocation finds the complete runs and trains nothing again.
+    again = run_python([*command, "--stages", "train"], timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stdout.count("reusing") == len(TINY_PRESET.families) and "training (" not in again.stdout
