@@ -32,6 +32,9 @@ class FaultAt(L.Callback):
         if self.action == "sigkill":
             os.kill(os.getpid(), signal.SIGKILL)
         elif self.action == "sigint":
+            # As in a terminal: a process started in the background (CI, nohup) inherits SIGINT
+            # ignored, and Python then never turns it into KeyboardInterrupt.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             os.kill(os.getpid(), signal.SIGINT)
         elif self.action == "raise":
             raise RuntimeError(f"injected crash at batch {self.batch}")
