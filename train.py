@@ -6,7 +6,6 @@ checkpoint -> ``metrics.json`` in the run directory. Configs live in ``configs/`
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from dgbench import DGBenchError
 from dgbench.checkpoint import latest_checkpoint
 from dgbench.cli import check_command_line
-from dgbench.runtime import environment, friendly_errors, register_resolvers, write_json
+from dgbench.runtime import environment, finished_run, friendly_errors, register_resolvers, write_json
 from models.base import FamilyModule
 
 register_resolvers()
@@ -39,10 +38,9 @@ def build_callbacks(cfg: DictConfig, model: FamilyModule) -> list[L.Callback]:
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    record_path = Path(cfg.paths.output_dir) / "metrics.json"
-    if record_path.is_file() and json.loads(record_path.read_text()).get("complete"):
+    if finished_run(cfg.paths.output_dir):
         raise DGBenchError(
-            f"{record_path.parent} holds a finished run: choose another hydra.run.dir (nothing was changed)"
+            f"{cfg.paths.output_dir} holds a finished run: choose another hydra.run.dir (nothing was changed)"
         )
     L.seed_everything(cfg.seed, workers=False, verbose=False)
     datamodule = instantiate(cfg.data)

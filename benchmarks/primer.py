@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dgbench import DGBenchError  # noqa: E402
-from dgbench.runtime import compose_config, environment, write_json  # noqa: E402
+from dgbench.runtime import compose_config, environment, exit_with, finished_run, write_json  # noqa: E402
 from evaluate import evaluate  # noqa: E402
 from train import train  # noqa: E402
 
@@ -45,10 +45,9 @@ def say(message: str) -> None:
 
 def train_run(name: str, overrides: list[str], run_dir: Path) -> dict[str, Any]:
     """Train one configuration into ``run_dir`` unless a complete run is already there."""
-    metrics_path = run_dir / "metrics.json"
-    if metrics_path.is_file() and json.loads(metrics_path.read_text()).get("complete"):
+    metrics = finished_run(run_dir)
+    if metrics:
         say(f"  {name}: reusing {run_dir}")
-        metrics = json.loads(metrics_path.read_text())
     else:
         say(f"  {name}: training ({' '.join(overrides)})")
         metrics = train(compose_config([*overrides, "trainer.enable_progress_bar=false"], run_dir))
@@ -158,7 +157,7 @@ def main() -> None:
     presets = OmegaConf.load(ROOT / "configs" / "benchmark.yaml")
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     if args.preset not in presets or not set(stages) <= set(STAGES):
-        raise SystemExit(f"error: choose --preset from {list(presets)} and --stages from {','.join(STAGES)}")
+        raise DGBenchError(f"choose --preset from {list(presets)} and --stages from {','.join(STAGES)}")
     preset = presets[args.preset]
     common = list(preset.get("common", []))
     runs, out = (args.runs or ROOT / f"runs/primer_{args.preset}"), (args.out or ROOT / f"results/primer_{args.preset}")
@@ -188,4 +187,4 @@ if __name__ == "__main__":
     try:
         main()
     except DGBenchError as err:  # the one-line errors of train.py and evaluate.py
-        raise SystemExit(f"error: {err}") from None
+        exit_with(err)

@@ -31,10 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from data_loader import hardware  # noqa: E402  (benchmarks/ is on sys.path as the script's folder)
-from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
 
-from dgbench.runtime import register_resolvers, write_json  # noqa: E402
+from dgbench.runtime import compose_config, register_resolvers, write_json  # noqa: E402
 from train import train  # noqa: E402
 
 
@@ -73,11 +72,7 @@ def make_config(args: argparse.Namespace, output_dir: Path) -> DictConfig:
         overrides.append(f"trainer.max_epochs={args.epochs}")
     if args.limit is not None:
         overrides += [f"trainer.limit_{split}_batches={args.limit}" for split in ("train", "val", "test")]
-    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "configs")):
-        cfg = compose(config_name="train", overrides=overrides)
-    with open_dict(cfg):
-        cfg.paths.output_dir = cfg.paths.log_dir = str(output_dir)
-    return cfg
+    return compose_config(overrides, output_dir)
 
 
 def timed_run(cfg: DictConfig) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ from torchvision.utils import save_image
 
 from dgbench import DGBenchError
 from dgbench.checkpoint import latest_checkpoint
+from dgbench.runtime import atomic_file
 from models.capabilities import Sampler
 
 
@@ -63,27 +63,33 @@ class RNGState(L.Callback):
 class FiniteGuard(L.Callback):
     """Stop training at the first non-finite loss or weight, naming the step; keep the good checkpoints.
 
-    Checking costs no device sync per step: the first bad (epoch, batch, step) is recorded on the
-    device and read every ``check_every_n_steps`` batches and before each validation, i.e. before
-    any checkpoint of a poisoned model could be written (checkpoint callbacks run after this one).
+    Checking costs no device sync per step: the index of the first bad batch since the last check
+    is kept on the device (the batch positions on the host) and read every ``check_every_n_steps``
+    batches and before each validation, i.e. before any checkpoint of a poisoned model could be
+    written (checkpoint callbacks run after this one). The loss is checked where the family
+    returns one (a bad weight makes it non-finite at once); otherwise (manual optimisation
+    returning nothing) the weights are.
     """
 
     def __init__(self, check_every_n_steps: int = 50) -> None:
         self.check_every_n_steps = check_every_n_steps
-        self.first_bad: torch.Tensor | None = None
+        self.positions: list[tuple[int, int, int]] = []  # (epoch, batch, step) since the last check
+        self.first_bad: torch.Tensor | None = None  # index into positions, -1 while all is finite
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        norms = torch._foreach_norm([p.detach() for p in pl_module.parameters()])  # inf/nan if any entry is
-        finite = torch.stack(norms).isfinite().all()
         if isinstance(loss, torch.Tensor):
-            finite &= loss.detach().isfinite().all()
-        here = torch.tensor([trainer.current_epoch, batch_idx, trainer.global_step], device=finite.device)
+            finite = loss.detach().isfinite().all()
+        else:
+            norms = torch._foreach_norm([p.detach() for p in pl_module.parameters()])  # inf/nan if any entry is
+            finite = torch.stack(norms).isfinite().all()
         if self.first_bad is None or self.first_bad.device != finite.device:
-            self.first_bad = torch.full_like(here, -1)
-        self.first_bad = torch.where((self.first_bad[0] < 0) & ~finite, here, self.first_bad)
+            self.first_bad = torch.full((), -1, device=finite.device)
+        self.positions.append((trainer.current_epoch, batch_idx, trainer.global_step))
+        # A Python scalar is a kernel argument: no host-to-device copy, so no sync.
+        self.first_bad = torch.where((self.first_bad < 0) & ~finite, len(self.positions) - 1, self.first_bad)
         if (batch_idx + 1) % self.check_every_n_steps == 0:
             self._check(trainer)
 
@@ -94,9 +100,11 @@ class FiniteGuard(L.Callback):
         self._check(trainer)
 
     def _check(self, trainer: L.Trainer) -> None:
-        if self.first_bad is None or self.first_bad[0] < 0:
+        first_bad = -1 if self.first_bad is None else int(self.first_bad)
+        if first_bad < 0:
+            self.positions.clear()
             return
-        epoch, batch, step = self.first_bad.tolist()
+        epoch, batch, step = self.positions[first_bad]
         last = latest_checkpoint(trainer)
         kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
         raise DGBenchError(
@@ -149,10 +157,8 @@ class RunCheckpoint(ModelCheckpoint):
             if not path:
                 return path
             target = new_dir / Path(path).name
-            new_dir.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-            shutil.copyfile(path, tmp)
-            os.replace(tmp, target)  # whole or absent, also if several processes copy at once
+            with open(path, "rb") as source, atomic_file(target) as file:  # whole or absent, also if
+                shutil.copyfileobj(source, file)  # several processes (DDP ranks) copy at once
             return str(target)
 
         return {

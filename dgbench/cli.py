@@ -30,7 +30,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
 from dgbench import DGBenchError
-from dgbench.runtime import CONFIG_DIR, register_resolvers
+from dgbench.runtime import CONFIG_DIR, exit_with, register_resolvers
 
 
 def check_command_line(config_name: str, argv: list[str] | None = None) -> None:
@@ -38,8 +38,7 @@ def check_command_line(config_name: str, argv: list[str] | None = None) -> None:
     try:
         check_overrides(config_name, sys.argv[1:] if argv is None else argv)
     except DGBenchError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        exit_with(err)
 
 
 def check_overrides(config_name: str, args: list[str]) -> None:
@@ -113,7 +112,7 @@ def _check_value(base: DictConfig, override: Override) -> None:
     if OmegaConf.is_interpolation(parent, leaf):
         return  # e.g. precision: ${auto_precision:...}; the resolver judges the value
     default = parent[leaf]
-    expected = _annotation(base, key)
+    expected = _annotation(parent, leaf)
     for value in _values(override):
         if isinstance(value, str) and value.startswith("${"):
             continue
@@ -126,11 +125,9 @@ def _check_value(base: DictConfig, override: Override) -> None:
             )
 
 
-def _annotation(base: DictConfig, key: str) -> Any | None:
-    """The type annotation of the ``_target_`` parameter that ``key`` sets, if there is one."""
-    parent_key, _, leaf = key.rpartition(".")
-    node = OmegaConf.select(base, parent_key) if parent_key else None
-    target = node.get("_target_") if isinstance(node, DictConfig) else None
+def _annotation(parent: DictConfig, leaf: str) -> Any | None:
+    """The type annotation of the ``_target_`` parameter that ``parent.leaf`` sets, if there is one."""
+    target = parent.get("_target_")
     if not isinstance(target, str):
         return None
     try:

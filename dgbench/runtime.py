@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import platform
 import sys
-import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, NoReturn
 
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -43,8 +43,7 @@ def friendly_errors(main: Callable[[DictConfig], Any]) -> Callable[[DictConfig],
             cause = err if isinstance(err, DGBenchError) else err.__cause__
             if not isinstance(cause, DGBenchError):
                 raise
-            print(f"error: {cause}", file=sys.stderr)
-            sys.exit(2)
+            exit_with(cause)
 
     return wrapped
 
@@ -58,33 +57,50 @@ def environment() -> dict[str, Any]:
     return {"device": device, "torch_version": torch.__version__, "python": platform.python_version()}
 
 
-def write_json(path: str | Path, payload: dict[str, Any]) -> None:
-    """Write JSON atomically: a reader never sees half a file, a crash never leaves one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as tmp:
-        json.dump(payload, tmp, indent=2, default=float)
-        tmp.write("\n")
-    os.replace(tmp.name, path)
+@contextlib.contextmanager
+def atomic_file(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Write ``path`` through a temporary file beside it, fsync, then rename it over ``path``.
 
-
-def atomic_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, fsync, then rename it over ``path``.
-
-    ``os.replace`` is atomic on POSIX and Windows, so a process killed mid-save leaves the previous
-    file whole; fsync first, so that the rename never lands before the data on a machine crash.
+    ``os.replace`` is atomic on POSIX and Windows, so a reader never sees half a file and a process
+    killed mid-write leaves the previous file whole; fsync first, so that the rename never lands
+    before the data on a machine crash.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as file:
-            torch.save(obj, file)
+        with open(tmp, mode) as file:
+            yield file
             file.flush()
             os.fsync(file.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_json(path: str | Path, payload: dict[str, Any]) -> None:
+    with atomic_file(path, "w") as file:
+        json.dump(payload, file, indent=2, default=float)
+        file.write("\n")
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` that never leaves a half-written checkpoint (see :func:`atomic_file`)."""
+    with atomic_file(path) as file:
+        torch.save(obj, file)
+
+
+def finished_run(run_dir: str | Path) -> dict[str, Any] | None:
+    """The metrics.json of a run directory whose training completed, else None."""
+    path = Path(run_dir) / "metrics.json"
+    metrics = json.loads(path.read_text()) if path.is_file() else {}
+    return metrics if metrics.get("complete") else None
+
+
+def exit_with(err: DGBenchError) -> NoReturn:
+    """How every entry point reports a user error: one line on stderr, exit status 2."""
+    print(f"error: {err}", file=sys.stderr)
+    sys.exit(2)
 
 
 def read_run_metrics(checkpoint: str | Path) -> dict[str, Any]:
