@@ -8,21 +8,21 @@ in [0, 1] and are mapped to [-1, 1], the range the schedule's clipping assumes.
 
 Every capability that is not given a generator draws its noise from a CPU generator with a fixed
 seed, so scores are deterministic and the same (t, ε) are used for every image batch and class.
-Costs in network evaluations (NFE) per image: sample ``sample_steps`` (x2 with guidance),
-classify ``10 * classify_pairs``, log_likelihood ``likelihood_timesteps + 1``, anomaly_scores
-that plus ``len(recon_levels) * recon_steps``, impute ``impute_steps * impute_resample``.
+The cost of each capability, in network evaluations per image, is listed in configs/model/diffusion.yaml.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from dgbench import DGBenchError
+from models import diffusion_inference as inference
 from models.base import FamilyModule, OptimizerFactory, SchedulerFactory
 from models.ema import EMA
 from models.noise_schedule import NoiseSchedule
@@ -103,20 +103,17 @@ class DiffusionModel(FamilyModule):
         self.ema.decay = min(self.hparams.ema_decay, (1 + step) / (10 + step))
         self.ema.update(self.unet)
 
-    def _evaluate(self, batch: tuple[Tensor, Tensor], batch_idx: int, stage: str) -> None:
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         # Fixed (t, ε) per batch index: epochs are compared on the same draws, so val/loss moves
         # only when the EMA network does, which makes it a usable checkpoint criterion.
         x, y = batch
         generator = torch.Generator().manual_seed(batch_idx)
         t = torch.randint(0, self.schedule.num_timesteps, (len(x),), generator=generator).to(x.device)
         noise = torch.randn(x.shape, generator=generator).to(x.device)
+        stage = "test" if self.trainer.testing else "val"
         self.log(f"{stage}/loss", self._loss(x, y, t, noise, self.ema.averaged), on_epoch=True, prog_bar=stage == "val")
 
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, batch_idx, "val")
-
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, batch_idx, "test")
+    test_step = validation_step  # the same fixed-draw loss, logged as test/loss
 
     # --- shared inference helpers ------------------------------------------------------------
     def _eps(self, x_t: Tensor, t: int | Tensor, labels: Tensor | None, guidance_scale: float = 0.0) -> Tensor:
@@ -127,6 +124,9 @@ class DiffusionModel(FamilyModule):
         size = max(1, self.eval_batch_size // 2) if guidance_scale else self.eval_batch_size
         chunks = zip(x_t.split(size), t.split(size), labels.split(size), strict=True)
         return torch.cat([self._guided_eps(*chunk, guidance_scale) for chunk in chunks])
+
+    def _null_eps(self, x_t: Tensor, t: int | Tensor) -> Tensor:
+        return self._eps(x_t, t, None)  # the unconditional model: bound, reconstruction, inpainting
 
     def _guided_eps(self, x_t: Tensor, t: Tensor, labels: Tensor, w: float) -> Tensor:
         """ε̃ = (1 + w) ε(x_t, y) - w ε(x_t, ∅) (Ho & Salimans 2022, eq. 6), both halves in one batch."""
@@ -157,14 +157,10 @@ class DiffusionModel(FamilyModule):
         if labels is None:
             labels = torch.randint(0, NUM_CLASSES, (n,), generator=generator)
         labels = labels.to(self.device)
-        x = self._randn((n, 1, 28, 28), generator)
-        for t, t_prev in self.schedule.timesteps(self.sample_steps):
-            eps = self._eps(x, t, labels, self.guidance_scale)
-            if self.sampler == "ddpm":
-                x = self.schedule.step(eps, x, t, t_prev, self._randn(x.shape, generator))
-            else:
-                noise = self._randn(x.shape, generator) if self.eta > 0 else None
-                x = self.schedule.ddim_step(eps, x, t, t_prev, self.eta, noise)
+        eps = partial(self._eps, labels=labels, guidance_scale=self.guidance_scale)
+        randn = partial(self._randn, generator=generator)
+        x_T = randn((n, 1, 28, 28))
+        x = inference.sample(self.schedule, eps, x_T, self.sample_steps, self.sampler, self.eta, randn)
         return ((x + 1) / 2).clamp(0, 1)
 
     # --- likelihood: the variational bound --------------------------------------------------
@@ -180,34 +176,14 @@ class DiffusionModel(FamilyModule):
             "log p(x) (bits/dim = -value / (784 ln 2))."
         )
 
-    def _vlb_terms(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
-        """Per-row L_t in nats of the null-class model at timesteps ``t`` with noise ``noise``."""
-        x_t = self.schedule.add_noise(x0, noise, t)
-        x0_hat = self.schedule.predict_x0(x_t, self._eps(x_t, t, None), t).clamp(-1, 1)
-        return self.schedule.vlb_term(x0, x0_hat, x_t, t)
-
     def _negative_vlb(self, x: Tensor) -> Tensor:
-        T, K = self.schedule.num_timesteps, self.likelihood_timesteps
-        if not 1 <= K <= T - 1:
-            raise DGBenchError(f"model.likelihood_timesteps={K} must be in [1, {T - 1}]")
         generator = torch.Generator().manual_seed(EVAL_SEED)
         x0 = (x.float() * 255).round() / 127.5 - 1  # the 8-bit grid, in [-1, 1]
-        # Stratified uniform t in {1..T-1}: one per integer stratum, weighted by its width, so
-        # Σ_t L_t is estimated without bias; plus the t = 0 decoder term with weight 1.
-        edges = torch.linspace(1, T, K + 1).round().long()
-        widths = edges[1:] - edges[:-1]
-        t = torch.cat(
-            [torch.zeros(1, dtype=torch.long), edges[:-1] + (torch.rand(K, generator=generator) * widths).long()]
-        )
-        t, weights = t.to(self.device), torch.cat([torch.ones(1), widths.double()]).to(self.device, torch.float64)
-        noise = self._randn((K + 1, *x.shape[1:]), generator)
-
-        def weighted_sum(x0: Tensor) -> Tensor:
-            n = len(x0)
-            terms = self._vlb_terms(x0.repeat_interleave(K + 1, 0), t.repeat(n), noise.repeat(n, 1, 1, 1))
-            return (terms.view(n, K + 1) * weights).sum(1)
-
-        return self._per_images(weighted_sum, K + 1, x0) + self.schedule.prior_term(x0)
+        t, weights = self.schedule.stratified_timesteps(self.likelihood_timesteps, generator)
+        noise = self._randn((len(t), *x.shape[1:]), generator)
+        t, weights = t.to(self.device), weights.to(self.device)
+        bound = partial(inference.negative_vlb, self.schedule, self._null_eps, t=t, weights=weights, noise=noise)
+        return self._per_images(bound, len(t), x0)
 
     @torch.inference_mode()
     def log_likelihood(self, x: Tensor) -> Tensor:
@@ -257,9 +233,7 @@ class DiffusionModel(FamilyModule):
         for level in self.recon_levels:
             start = round(level * (self.schedule.num_timesteps - 1))
             x_t = self.schedule.add_noise(x0, self._randn((1, *x.shape[1:]), generator), start)
-            ts = torch.linspace(start, 0, self.recon_steps).round().long().tolist()
-            for t, t_prev in zip(ts, ts[1:] + [-1], strict=True):
-                x_t = self.schedule.ddim_step(self._eps(x_t, t, None), x_t, t, t_prev)
+            x_t = inference.denoise_from(self.schedule, self._null_eps, x_t, start, self.recon_steps)
             errors.append(((x_t - x0) / 2).pow(2).flatten(1).mean(1))  # in [0, 1] pixel units
         return torch.stack(errors).mean(0)
 
@@ -273,21 +247,9 @@ class DiffusionModel(FamilyModule):
     # --- impute: RePaint ---------------------------------------------------------------------
     @torch.inference_mode()
     def impute(self, x: Tensor, observed: Tensor) -> Tensor:
-        """RePaint (Lugmayr et al. 2022, Algorithm 1) with jump length 1, unconditional.
-
-        Each reverse step joins the observed pixels, noised to t_prev by q, with the model's DDPM
-        step for the missing ones; it is repeated ``impute_resample`` times, each time jumping back
-        to t with q(x_t | x_{t_prev}), so the two parts harmonise. ``impute_steps`` respaced steps.
-        """
-        generator = torch.Generator().manual_seed(EVAL_SEED)
-        x0, known = x.float() * 2 - 1, observed.bool()
-        x_t = self._randn(x.shape, generator)
-        for t, t_prev in self.schedule.timesteps(self.impute_steps):
-            for u in range(self.impute_resample):
-                unknown = self.schedule.step(self._eps(x_t, t, None), x_t, t, t_prev, self._randn(x.shape, generator))
-                noisy_known = self.schedule.add_noise(x0, self._randn(x.shape, generator), t_prev)
-                x_prev = torch.where(known, noisy_known, unknown)
-                if u < self.impute_resample - 1:
-                    x_t = self.schedule.renoise(x_prev, t_prev, t, self._randn(x.shape, generator))
-            x_t = x_prev
-        return torch.where(known, x, ((x_t + 1) / 2).clamp(0, 1).to(x.dtype))
+        """RePaint inpainting (:func:`models.diffusion_inference.repaint`) with the unconditional model,
+        ``impute_steps`` respaced steps x ``impute_resample``; observed pixels are returned as given."""
+        known, randn = observed.bool(), partial(self._randn, generator=torch.Generator().manual_seed(EVAL_SEED))
+        steps, resample = self.impute_steps, self.impute_resample
+        x0 = inference.repaint(self.schedule, self._null_eps, x.float() * 2 - 1, known, steps, resample, randn)
+        return torch.where(known, x, ((x0 + 1) / 2).clamp(0, 1).to(x.dtype))
