@@ -31,7 +31,13 @@ class SampleGrid(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not isinstance(pl_module, Sampler) or not trainer.is_global_zero:
             return
-        if (trainer.current_epoch + 1) % self.every_n_epochs and not trainer.fit_loop.done:
+        # The last epoch always gets a grid. Not via ``trainer.fit_loop.done``: reading it in the last
+        # epoch-end hook advances ``trainer.current_epoch`` early (Lightning sets completed = processed).
+        epoch = trainer.current_epoch + 1
+        last = (trainer.max_epochs is not None and epoch >= trainer.max_epochs) or (
+            trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps
+        )
+        if epoch % self.every_n_epochs and not last:
             return
         labels = torch.arange(10, device=pl_module.device).repeat_interleave(self.per_class)
         was_training = pl_module.training

@@ -102,3 +102,23 @@ def test_bad_checkpoints_are_one_line_errors(tmp_path: Path, case: str) -> None:
     with pytest.raises(DGBenchError) as err:
         load_model(path)
     assert "\n" not in str(err.value) and str(path) in str(err.value)
+
+
+def test_sample_grids_and_epoch_lines_name_the_right_epochs(make_config, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every ``every_n_epochs``-th epoch and the last get a grid, named by 0-based epoch; the epoch
+    lines count 1..max_epochs (reading Lightning's fit_loop.done in the last epoch would skip one)."""
+    from conftest import TINY_MODELS
+
+    cfg = make_config(
+        *TINY,
+        *TINY_MODELS["vae"],
+        "trainer.max_epochs=3",
+        "trainer.limit_train_batches=2",
+        "callbacks.sample_grid.every_n_epochs=2",
+        "callbacks.sample_grid.per_class=1",
+    )
+    metrics = train(cfg)
+    grids = sorted(p.name for p in (Path(cfg.paths.output_dir) / "samples").iterdir())
+    assert grids == ["epoch_001.png", "epoch_002.png"] and metrics["epochs"] == 3
+    lines = [line.split()[2] for line in capsys.readouterr().out.splitlines() if line.startswith("[vae] epoch")]
+    assert lines == ["1/3", "2/3", "3/3"]
