@@ -4,6 +4,7 @@
     python benchmarks/primer.py --preset gpu           # GPU presets (*_gpu) -> results/primer_gpu
     python benchmarks/primer.py --preset tiny          # seconds: what the test runs
     python benchmarks/primer.py --stages curves
+    python benchmarks/primer.py --jobs 1               # train one run at a time, on every core
 
 Stages (presets in configs/benchmark.yaml):
   train     every family with its preset (train.py's ``train``, in this process)
@@ -13,14 +14,20 @@ Stages (presets in configs/benchmark.yaml):
   fashion   the hard OOD direction: families trained on Fashion-MNIST, MNIST as the OOD set
 A run whose metrics.json says complete is reused, so an interrupted benchmark goes on where it
 stopped. Each stage prints a progress line; benchmark.json records stage times and the machine.
+``--jobs N`` trains N runs at once in worker processes with cores // N torch threads each. Small
+networks use one core better than two, so on a CPU two runs side by side finish sooner than one
+after the other (default: 2 on a CPU-only machine, 1 with a GPU, where runs would share it).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +63,39 @@ def train_run(name: str, overrides: list[str], run_dir: Path) -> dict[str, Any]:
     return metrics
 
 
-def stage_train(preset: Any, common: list[str], runs: Path) -> None:
-    for family, overrides in preset.families.items():
-        train_run(family, [*common, *overrides], runs / family)
+Job = tuple[str, list[str], Path]  # (name, train.py overrides, run directory)
+
+
+def _worker_init(start: float, threads: int) -> None:
+    global START
+    START = start  # progress lines keep counting from the benchmark's start
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def train_runs(jobs: list[Job], workers: int) -> list[dict[str, Any]]:
+    """``train_run`` for every job, ``workers`` at a time, results in the order of ``jobs``.
+
+    Longest first is the best simple packing of a few long runs and many short ones; the presets
+    list families cheapest first, so the pool takes them in reverse order.
+    """
+    if workers <= 1 or len(jobs) <= 1:
+        return [train_run(*job) for job in jobs]
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    context = multiprocessing.get_context("spawn")  # no forked Lightning / OpenMP state
+    pool = ProcessPoolExecutor(workers, context, initializer=_worker_init, initargs=(START, threads))
+    try:
+        futures = [pool.submit(train_run, *job) for job in reversed(jobs)][::-1]
+        return [future.result() for future in futures]
+    finally:  # on an error (or Ctrl-C) the queued runs are dropped, the running ones finish or die with us
+        pool.shutdown(cancel_futures=True)
+
+
+def stage_train(preset: Any, common: list[str], runs: Path, workers: int) -> None:
+    train_runs(
+        [(family, [*common, *overrides], runs / family) for family, overrides in preset.families.items()], workers
+    )
 
 
 def run_evaluate(overrides: list[str], out: Path) -> None:
@@ -71,8 +108,9 @@ def stage_evaluate(preset: Any, runs: Path, out: Path) -> None:
     run_evaluate([f"ckpts=[{ckpts}]", *preset.evaluate], out)
 
 
-def stage_curves(preset: Any, common: list[str], runs: Path, out: Path) -> None:
-    points = []
+def stage_curves(preset: Any, common: list[str], runs: Path, out: Path, workers: int) -> None:
+    jobs: list[Job] = []
+    sizes: list[int | str] = []
     for family, spec in preset.curves.families.items():
         for size in preset.curves.sizes:
             overrides = [*common, *preset.families[family]]
@@ -87,17 +125,19 @@ def stage_curves(preset: Any, common: list[str], runs: Path, out: Path) -> None:
                     ]
             # all labels = the preset itself: the train stage's run, reused when it exists
             run_dir = runs / "curves" / f"{family}_{size}" if size is not None else runs / family
-            metrics = train_run(f"{family} n={size or 'all'}", overrides, run_dir)
-            points.append(
-                {
-                    "family": family,
-                    "kind": metrics["kind"],
-                    "train_size": size or "all",
-                    "test_acc": metrics.get("test/acc"),
-                    "train_time_s": metrics["train_time_s"],
-                    "global_step": metrics["global_step"],
-                }
-            )
+            jobs.append((f"{family} n={size or 'all'}", overrides, run_dir))
+            sizes.append(size or "all")
+    points = [
+        {
+            "family": metrics["family"],
+            "kind": metrics["kind"],
+            "train_size": size,
+            "test_acc": metrics.get("test/acc"),
+            "train_time_s": metrics["train_time_s"],
+            "global_step": metrics["global_step"],
+        }
+        for size, metrics in zip(sizes, train_runs(jobs, workers), strict=True)
+    ]
     write_curves(points, out)
 
 
@@ -136,10 +176,12 @@ def write_curves(points: list[dict[str, Any]], out: Path) -> None:
     plt.close(fig)
 
 
-def stage_fashion(preset: Any, common: list[str], runs: Path, out: Path) -> None:
-    for family in preset.fashion.families:
-        overrides = [*common, *preset.families[family], "data=fashion_mnist"]
-        train_run(f"{family} on fashion", overrides, runs / "fashion" / family)
+def stage_fashion(preset: Any, common: list[str], runs: Path, out: Path, workers: int) -> None:
+    jobs: list[Job] = [
+        (f"{family} on fashion", [*common, *preset.families[family], "data=fashion_mnist"], runs / "fashion" / family)
+        for family in preset.fashion.families
+    ]
+    train_runs(jobs, workers)
     ckpts = ",".join(str(runs / "fashion" / family) for family in preset.fashion.families)
     say(f"  evaluating OOD: Fashion-MNIST in distribution, MNIST out -> {out / 'fashion'}")
     overrides = [f"ckpts=[{ckpts}]", "in_distribution=fashion_mnist", "suites=[ood]", *preset.fashion.evaluate]
@@ -150,6 +192,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="cpu", help="cpu, gpu or tiny (configs/benchmark.yaml)")
     parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
+    parser.add_argument("--jobs", type=int, help="runs trained at once (default 2 without a GPU, else 1)")
     parser.add_argument("--runs", type=Path, help="run directories (default runs/primer_<preset>)")
     parser.add_argument("--out", type=Path, help="results directory (default results/primer_<preset>)")
     args = parser.parse_args()
@@ -159,6 +202,10 @@ def main() -> None:
     if args.preset not in presets or not set(stages) <= set(STAGES):
         raise DGBenchError(f"choose --preset from {list(presets)} and --stages from {','.join(STAGES)}")
     preset = presets[args.preset]
+    if args.jobs is None:
+        import torch
+
+        args.jobs = 1 if torch.cuda.is_available() else min(2, os.cpu_count() or 1)
     common = list(preset.get("common", []))
     runs, out = (args.runs or ROOT / f"runs/primer_{args.preset}"), (args.out or ROOT / f"results/primer_{args.preset}")
     timings: dict[str, float] = {}
@@ -166,13 +213,13 @@ def main() -> None:
         say(f"stage {stage} ({args.preset} preset)")
         started = time.perf_counter()
         if stage == "train":
-            stage_train(preset, common, runs)
+            stage_train(preset, common, runs, args.jobs)
         elif stage == "evaluate":
             stage_evaluate(preset, runs, out)
         elif stage == "curves":
-            stage_curves(preset, common, runs, out)
+            stage_curves(preset, common, runs, out, args.jobs)
         else:
-            stage_fashion(preset, common, runs, out)
+            stage_fashion(preset, common, runs, out, args.jobs)
         timings[stage] = round(time.perf_counter() - started, 1)
         say(f"stage {stage} done in {timings[stage]:.0f} s")
     # benchmark.json: stage times of this and earlier invocations (a stage run alone keeps the others)

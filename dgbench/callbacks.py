@@ -133,8 +133,9 @@ class EpochLine(L.Callback):
             return
         metrics = trainer.callback_metrics  # what the family logged: its train loss and validation metrics
         shown = " ".join(f"{k}={float(v):.4g}" for k, v in metrics.items() if k == "train/loss" or k.startswith("val/"))
+        of_max = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""  # -1: step-bounded
         print(
-            f"[{pl_module.family}] epoch {trainer.current_epoch + 1}/{trainer.max_epochs} "
+            f"[{pl_module.family}] epoch {trainer.current_epoch + 1}{of_max} "
             f"step {trainer.global_step} {time.perf_counter() - self.start:.0f}s {shown}",
             flush=True,
         )
