@@ -1,6 +1,6 @@
 """Time the diffusion family's costs: a training step, DDIM sampling, the classifier, the bound.
 
-    python benchmarks/diffusion_speed.py [--ckpt RUN_OR_CKPT] [--channels 16 32 64] [--device cpu]
+    python benchmarks/diffusion_speed.py [--ckpt RUN_OR_CKPT] [--channels 16 32 64] [--device cpu] [--train-steps N]
 
 Without ``--ckpt`` a fresh model is timed (costs do not depend on the weights). Prints one JSON
 line. Wall time depends on the machine's load; ``cpu_s`` (process CPU time) does not, so both are
@@ -40,6 +40,7 @@ def main() -> None:
     parser.add_argument("--attention-levels", type=int, nargs="*", default=[2])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch", type=int, default=128, help="training batch size")
+    parser.add_argument("--train-steps", type=int, default=1, help="training steps timed (the mean is reported)")
     parser.add_argument("--samples", type=int, default=20, help="images for DDIM-50 sampling")
     parser.add_argument("--classify", type=int, default=2, help="images for the diffusion classifier")
     parser.add_argument("--pairs", type=int, default=100)
@@ -65,7 +66,8 @@ def main() -> None:
         optimizer.zero_grad()
 
     train_step()
-    result["train_step_wall_s"], result["train_step_cpu_s"] = timed(train_step, device)
+    wall, cpu = timed(lambda: [train_step() for _ in range(args.train_steps)], device)
+    result["train_step_wall_s"], result["train_step_cpu_s"] = wall / args.train_steps, cpu / args.train_steps
     model.unet.eval()
 
     labels = torch.arange(args.samples, device=device) % 10
