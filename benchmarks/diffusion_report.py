@@ -2,7 +2,7 @@
 
     python benchmarks/diffusion_report.py RUN_OR_CKPT [--parts classify,likelihood,samples]
         [--classify-images 200] [--classify-start 0] [--pairs 100] [--likelihood-images 300]
-        [--timesteps 100] [--samples 300] [--guidance 1 2 3] [--out PATH]
+        [--timesteps 100] [--samples 300] [--guidance 1 2 3] [--raw-weights] [--out PATH]
 
 - diffusion-classifier test accuracy with ``--pairs`` shared (t, ε) pairs (the anchor, Li et al.
   2023: 99.23 % on MNIST with 100) on ``--classify-images`` test images from ``--classify-start``
@@ -67,14 +67,18 @@ def main() -> None:
     parser.add_argument("--timesteps", type=int, default=100)
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--guidance", type=float, nargs="*", default=[1.0, 2.0, 3.0])
+    parser.add_argument("--raw-weights", action="store_true", help="the trained network instead of its EMA")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "diffusion_report.json")
     args = parser.parse_args()
     device = torch.device(args.device)
     model, feature_net = load_model(args.ckpt, device), load_feature_net(device=device)
+    if args.raw_weights:  # is the EMA helping? every part then runs on the last training weights
+        model.ema.averaged.load_state_dict(model.unet.state_dict())
     images, labels = load_split("mnist", default_data_root(), train=False)
     x, y = images.unsqueeze(1).float() / 255, labels
     report: dict[str, Any] = {"ckpt": str(args.ckpt), "command": " ".join(sys.argv), **environment()}
+    report["weights"] = "raw" if args.raw_weights else "ema"
 
     parts = set(args.parts.split(","))
     if "classify" in parts:

@@ -1,23 +1,26 @@
 """The primer, measured: one command trains every family, evaluates them side by side, writes results/.
 
-    python benchmarks/primer.py                        # CPU presets (*_cpu) -> results/primer_cpu
+    python benchmarks/primer.py                        # the hour on 2 CPU cores -> results/primer_cpu
+    python benchmarks/primer.py --preset cpu_full      # every *_cpu preset at full length (~3 h)
     python benchmarks/primer.py --preset gpu           # GPU presets (*_gpu) -> results/primer_gpu
     python benchmarks/primer.py --preset tiny          # seconds: what the test runs
     python benchmarks/primer.py --stages curves
-    python benchmarks/primer.py --jobs 2               # two training runs side by side
+    python benchmarks/primer.py --jobs 1               # one run at a time, on every core
 
 Stages (presets in configs/benchmark.yaml):
-  train     every family with its preset (train.py's ``train``, in this process or in --jobs workers)
-  evaluate  evaluate.py on all of them: report.json/.md, ROC, missing-feature and sample figures
+  train     every run the selected stages need (the families' presets, the curves' subsets, the
+            Fashion-MNIST runs) in one pool of --jobs workers, most expensive first
+  evaluate  evaluate.py on all families: report.json/.md, ROC, missing-feature and sample figures
   curves    data efficiency: each classifier trained on 100 / 1k / 10k / all labels, test accuracy
             on the full test set (Ng & Jordan 2001's experiment), curves.json/.md, learning_curves.png
   fashion   the hard OOD direction: families trained on Fashion-MNIST, MNIST as the OOD set
 A run whose metrics.json says complete is reused, so an interrupted benchmark goes on where it
-stopped. Each stage prints a progress line; benchmark.json records stage times and the machine.
-``--jobs N`` trains N runs at once in worker processes with cores // N torch threads each
-(default 1: every run on all cores). It pays only when the networks cannot use the extra threads;
-the diffusion model can (a training step takes 1.08 s on one thread, 0.58 s on two:
-``benchmarks/diffusion_speed.py``), and with two workers it would hold one core for the whole stage.
+stopped, and a stage run on its own trains what it lacks. Each stage prints a progress line;
+benchmark.json records stage times and the machine.
+``--jobs N`` (default: the preset's ``jobs``, else 1) trains N runs at once in worker processes
+with cores // N torch threads each. The cpu preset uses two one-thread workers: the diffusion model,
+half of the benchmark's training, runs on one core (1.08 s per step; 0.58 s on two threads,
+``benchmarks/diffusion_speed.py``) while the other core works through every other run.
 """
 
 from __future__ import annotations
@@ -76,42 +79,31 @@ def _worker_init(start: float, threads: int) -> None:
 
 
 def train_runs(jobs: list[Job], workers: int) -> list[dict[str, Any]]:
-    """``train_run`` for every job, ``workers`` at a time, results in the order of ``jobs``.
+    """``train_run`` for every job, ``workers`` at a time, in the order given; results in that order.
 
-    Longest first is the best simple packing of a few long runs and many short ones; the presets
-    list families cheapest first, so the pool takes them in reverse order.
+    Workers take jobs in list order, so callers list the most expensive first: longest first is
+    the best simple packing of a few long runs and many short ones.
     """
-    if workers <= 1 or len(jobs) <= 1:
-        return [train_run(*job) for job in jobs]
+    if workers <= 1 or sum(not finished_run(run_dir) for _, _, run_dir in jobs) <= 1:
+        return [train_run(*job) for job in jobs]  # nothing to share out: no worker start-up
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")  # no forked Lightning / OpenMP state
     pool = ProcessPoolExecutor(workers, context, initializer=_worker_init, initargs=(START, threads))
     try:
-        futures = [pool.submit(train_run, *job) for job in reversed(jobs)][::-1]
+        futures = [pool.submit(train_run, *job) for job in jobs]
         return [future.result() for future in futures]
     finally:  # on an error (or Ctrl-C) the queued runs are dropped, the running ones finish or die with us
         pool.shutdown(cancel_futures=True)
 
 
-def stage_train(preset: Any, common: list[str], runs: Path, workers: int) -> None:
-    train_runs(
-        [(family, [*common, *overrides], runs / family) for family, overrides in preset.families.items()], workers
-    )
+# The runs of each stage. Presets list families cheapest first, so [::-1] puts the longest first.
+def family_jobs(preset: Any, common: list[str], runs: Path) -> list[Job]:
+    return [(family, [*common, *overrides], runs / family) for family, overrides in preset.families.items()]
 
 
-def run_evaluate(overrides: list[str], out: Path) -> None:
-    evaluate(compose_config(overrides, out, config_name="evaluate"))
-
-
-def stage_evaluate(preset: Any, runs: Path, out: Path) -> None:
-    ckpts = ",".join(str(runs / family) for family in preset.families)
-    say(f"  evaluating {len(preset.families)} families -> {out}")
-    run_evaluate([f"ckpts=[{ckpts}]", *preset.evaluate], out)
-
-
-def stage_curves(preset: Any, common: list[str], runs: Path, out: Path, workers: int) -> None:
-    jobs: list[Job] = []
-    sizes: list[int | str] = []
+def curve_jobs(preset: Any, common: list[str], runs: Path) -> list[tuple[Job, int | str]]:
+    """(job, labelled images) for every point of the data-efficiency curves."""
+    jobs: list[tuple[Job, int | str]] = []
     for family, spec in preset.curves.families.items():
         for size in preset.curves.sizes:
             overrides = [*common, *preset.families[family]]
@@ -126,8 +118,43 @@ def stage_curves(preset: Any, common: list[str], runs: Path, out: Path, workers:
                     ]
             # all labels = the preset itself: the train stage's run, reused when it exists
             run_dir = runs / "curves" / f"{family}_{size}" if size is not None else runs / family
-            jobs.append((f"{family} n={size or 'all'}", overrides, run_dir))
-            sizes.append(size or "all")
+            jobs.append(((f"{family} n={size or 'all'}", overrides, run_dir), size or "all"))
+    return jobs
+
+
+def fashion_jobs(preset: Any, common: list[str], runs: Path) -> list[Job]:
+    return [
+        (f"{family} on fashion", [*common, *preset.families[family], "data=fashion_mnist"], runs / "fashion" / family)
+        for family in preset.fashion.families
+    ]
+
+
+def stage_train(preset: Any, common: list[str], runs: Path, workers: int, stages: list[str]) -> None:
+    """Train every run the selected stages need in one pool, so no core idles between stages."""
+    jobs = family_jobs(preset, common, runs)[::-1]
+    if "fashion" in stages:
+        jobs += fashion_jobs(preset, common, runs)[::-1]
+    if "curves" in stages:
+        jobs += [job for job, _ in curve_jobs(preset, common, runs)[::-1]]
+    unique: dict[Path, Job] = {}
+    for job in jobs:  # the curves' "all" points are the families' own runs: trained once
+        unique.setdefault(job[2], job)
+    say(f"  {len(unique)} runs, {workers} at a time")
+    train_runs(list(unique.values()), workers)
+
+
+def run_evaluate(overrides: list[str], out: Path) -> None:
+    evaluate(compose_config(overrides, out, config_name="evaluate"))
+
+
+def stage_evaluate(preset: Any, runs: Path, out: Path) -> None:
+    ckpts = ",".join(str(runs / family) for family in preset.families)
+    say(f"  evaluating {len(preset.families)} families -> {out}")
+    run_evaluate([f"ckpts=[{ckpts}]", *preset.evaluate], out)
+
+
+def stage_curves(preset: Any, common: list[str], runs: Path, out: Path, workers: int) -> None:
+    jobs, sizes = zip(*curve_jobs(preset, common, runs), strict=True)
     points = [
         {
             "family": metrics["family"],
@@ -137,7 +164,7 @@ def stage_curves(preset: Any, common: list[str], runs: Path, out: Path, workers:
             "train_time_s": metrics["train_time_s"],
             "global_step": metrics["global_step"],
         }
-        for size, metrics in zip(sizes, train_runs(jobs, workers), strict=True)
+        for size, metrics in zip(sizes, train_runs(list(jobs), workers), strict=True)
     ]
     write_curves(points, out)
 
@@ -178,11 +205,7 @@ def write_curves(points: list[dict[str, Any]], out: Path) -> None:
 
 
 def stage_fashion(preset: Any, common: list[str], runs: Path, out: Path, workers: int) -> None:
-    jobs: list[Job] = [
-        (f"{family} on fashion", [*common, *preset.families[family], "data=fashion_mnist"], runs / "fashion" / family)
-        for family in preset.fashion.families
-    ]
-    train_runs(jobs, workers)
+    train_runs(fashion_jobs(preset, common, runs)[::-1], workers)
     ckpts = ",".join(str(runs / "fashion" / family) for family in preset.fashion.families)
     say(f"  evaluating OOD: Fashion-MNIST in distribution, MNIST out -> {out / 'fashion'}")
     overrides = [f"ckpts=[{ckpts}]", "in_distribution=fashion_mnist", "suites=[ood]", *preset.fashion.evaluate]
@@ -191,9 +214,9 @@ def stage_fashion(preset: Any, common: list[str], runs: Path, out: Path, workers
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="cpu", help="cpu, gpu or tiny (configs/benchmark.yaml)")
+    parser.add_argument("--preset", default="cpu", help="cpu, cpu_full, gpu or tiny (configs/benchmark.yaml)")
     parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
-    parser.add_argument("--jobs", type=int, default=1, help="runs trained at once, cores // jobs threads each")
+    parser.add_argument("--jobs", type=int, help="runs trained at once, cores // jobs threads each (default: preset's)")
     parser.add_argument("--runs", type=Path, help="run directories (default runs/primer_<preset>)")
     parser.add_argument("--out", type=Path, help="results directory (default results/primer_<preset>)")
     args = parser.parse_args()
@@ -204,19 +227,20 @@ def main() -> None:
         raise DGBenchError(f"choose --preset from {list(presets)} and --stages from {','.join(STAGES)}")
     preset = presets[args.preset]
     common = list(preset.get("common", []))
+    jobs = args.jobs or preset.get("jobs", 1)
     runs, out = (args.runs or ROOT / f"runs/primer_{args.preset}"), (args.out or ROOT / f"results/primer_{args.preset}")
     timings: dict[str, float] = {}
     for stage in stages:
         say(f"stage {stage} ({args.preset} preset)")
         started = time.perf_counter()
         if stage == "train":
-            stage_train(preset, common, runs, args.jobs)
+            stage_train(preset, common, runs, jobs, stages)
         elif stage == "evaluate":
             stage_evaluate(preset, runs, out)
         elif stage == "curves":
-            stage_curves(preset, common, runs, out, args.jobs)
+            stage_curves(preset, common, runs, out, jobs)
         else:
-            stage_fashion(preset, common, runs, out, args.jobs)
+            stage_fashion(preset, common, runs, out, jobs)
         timings[stage] = round(time.perf_counter() - started, 1)
         say(f"stage {stage} done in {timings[stage]:.0f} s")
     # benchmark.json: stage times of this and earlier invocations (a stage run alone keeps the others)

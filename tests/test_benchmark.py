@@ -15,6 +15,9 @@ def test_the_benchmark_runs_every_stage_and_writes_every_file_the_readme_links(t
     result = run_python(command, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert re.findall(r"stage (\w+) done", result.stdout) == ["train", "evaluate", "curves", "fashion"]
+    # The train stage trains every run of every stage (one pool); the later stages reuse them.
+    after_train = result.stdout.split("stage train done")[1]
+    assert "training (" not in after_train and "reusing" in after_train
 
     # README shows the CPU benchmark's results: each file it links there is one this command writes.
     linked = set(re.findall(r"results/primer_cpu/([\w/.-]+\.(?:png|md|json))", (ROOT / "README.md").read_text()))
