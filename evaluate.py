@@ -1,6 +1,6 @@
 """Evaluate trained checkpoints side by side: ``python evaluate.py ckpts='[a.ckpt, runs/b]'``.
 
-Every model runs every suite its capabilities allow (``dgbench.suites``); the rest are reported
+Every model runs every suite its capabilities allow (``dgbench.evaluation.suites``); the rest are reported
 N/A. Writes report.json, report.md and figures to the run directory.
 """
 
@@ -15,13 +15,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from dgbench import DGBenchError
+from dgbench.capabilities import capabilities_of
 from dgbench.checkpoint import load_model, resolve_checkpoint
 from dgbench.cli import check_command_line
-from dgbench.features import load_feature_net
-from dgbench.report import write_report
-from dgbench.runtime import environment, friendly_errors, read_run_metrics, register_resolvers
-from dgbench.suites import SUITES, Context, load_eval_data
-from models.capabilities import capabilities_of
+from dgbench.evaluation.features import load_feature_net
+from dgbench.evaluation.report import write_report
+from dgbench.evaluation.suites import SUITES, Context, load_eval_data
+from dgbench.rundir import RunDir
+from dgbench.runtime import environment, friendly_errors, register_resolvers
 
 register_resolvers()
 
@@ -64,7 +65,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     budget = dict(cfg.budget)
     data = load_eval_data(cfg.in_distribution, cfg.paths.data_dir, budget, cfg.seed)
     can_sample = any("sample" in capabilities_of(m) for m, _ in models.values())
-    feature_net = load_feature_net(cfg.feature_net, device) if "samples" in suites and can_sample else None
+    feature_net = load_feature_net(cfg.feature_net, device) if "sample_quality" in suites and can_sample else None
     ctx = Context(data, budget, device, cfg.batch_size, cfg.seed, feature_net)
     results: dict[str, dict[str, Any]] = {}
     start = time.perf_counter()
@@ -75,7 +76,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             "kind": model.kind,
             "checkpoint": str(ckpt),
             "capabilities": capabilities,
-            "training": read_run_metrics(ckpt),
+            "training": RunDir.of_checkpoint(ckpt).metrics(),
             "suites": {},
         }
         for suite in suites:

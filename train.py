@@ -19,8 +19,9 @@ from omegaconf import DictConfig, OmegaConf
 from dgbench import DGBenchError
 from dgbench.checkpoint import latest_checkpoint
 from dgbench.cli import check_command_line
-from dgbench.runtime import environment, finished_run, friendly_errors, register_resolvers, write_json
-from models.base import FamilyModule
+from dgbench.family import FamilyModule
+from dgbench.rundir import RunDir
+from dgbench.runtime import environment, friendly_errors, register_resolvers, write_json
 
 register_resolvers()
 
@@ -38,7 +39,7 @@ def build_callbacks(cfg: DictConfig, model: FamilyModule) -> list[L.Callback]:
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    if finished_run(cfg.paths.output_dir):
+    if RunDir(cfg.paths.output_dir).finished():
         raise DGBenchError(
             f"{cfg.paths.output_dir} holds a finished run: choose another hydra.run.dir (nothing was changed)"
         )
@@ -101,7 +102,7 @@ def record(
         "status": status,
     }
     if trainer.is_global_zero:
-        write_json(Path(cfg.paths.output_dir) / "metrics.json", metrics)
+        write_json(RunDir(cfg.paths.output_dir).metrics_path, metrics)
     return metrics
 
 

@@ -33,9 +33,9 @@ sys.path.insert(0, str(ROOT))
 
 from dgbench.checkpoint import load_model  # noqa: E402
 from dgbench.data import default_data_root, load_split  # noqa: E402
-from dgbench.features import load_feature_net  # noqa: E402
+from dgbench.evaluation.features import load_feature_net  # noqa: E402
+from dgbench.evaluation.suites import batched  # noqa: E402
 from dgbench.runtime import environment, write_json  # noqa: E402
-from dgbench.suites import batched  # noqa: E402
 
 BATCH = 100
 

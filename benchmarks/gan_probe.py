@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dgbench.checkpoint import load_model  # noqa: E402
 from dgbench.data import default_data_root, load_split  # noqa: E402
-from dgbench.metrics import ood_metrics  # noqa: E402
+from dgbench.evaluation.metrics import ood_metrics  # noqa: E402
 
 
 def images(name: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -38,12 +38,12 @@ def main() -> None:
     mnist, labels = images("mnist", args.n)
     fashion, _ = images("fashion_mnist", args.n)
     start = time.perf_counter()
-    inlier, outlier = model.anomaly_scores(mnist), model.anomaly_scores(fashion)
+    inlier, outlier = model.score_anomalies(mnist), model.score_anomalies(fashion)
     seconds = time.perf_counter() - start
     for name in inlier:
         auroc = ood_metrics(inlier[name], outlier[name])["auroc"]
         print(f"AUROC mnist->fashion_mnist [{name}] = {auroc:.4f}")
-    print(f"anomaly_scores: {seconds:.1f} s for {2 * args.n} images")
+    print(f"score_anomalies: {seconds:.1f} s for {2 * args.n} images")
 
     x = mnist[: args.impute_n]
     observed = torch.zeros_like(x, dtype=torch.bool)

@@ -41,7 +41,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dgbench import DGBenchError  # noqa: E402
-from dgbench.runtime import compose_config, environment, exit_with, finished_run, write_json  # noqa: E402
+from dgbench.rundir import RunDir  # noqa: E402
+from dgbench.runtime import compose_config, environment, exit_with, write_json  # noqa: E402
 from evaluate import evaluate  # noqa: E402
 from train import train  # noqa: E402
 
@@ -56,7 +57,7 @@ def say(message: str) -> None:
 
 def train_run(name: str, overrides: list[str], run_dir: Path) -> dict[str, Any]:
     """Train one configuration into ``run_dir`` unless a complete run is already there."""
-    metrics = finished_run(run_dir)
+    metrics = RunDir(run_dir).finished()
     if metrics:
         say(f"  {name}: reusing {run_dir}")
     else:
@@ -84,7 +85,7 @@ def train_runs(jobs: list[Job], workers: int) -> list[dict[str, Any]]:
     Workers take jobs in list order, so callers list the most expensive first: longest first is
     the best simple packing of a few long runs and many short ones.
     """
-    if workers <= 1 or sum(not finished_run(run_dir) for _, _, run_dir in jobs) <= 1:
+    if workers <= 1 or sum(not RunDir(run_dir).finished() for _, _, run_dir in jobs) <= 1:
         return [train_run(*job) for job in jobs]  # nothing to share out: no worker start-up
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")  # no forked Lightning / OpenMP state

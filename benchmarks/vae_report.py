@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dgbench.checkpoint import load_model  # noqa: E402
 from dgbench.data import load_split  # noqa: E402
-from dgbench.metrics import ood_metrics  # noqa: E402
-from dgbench.suites import batched  # noqa: E402
+from dgbench.evaluation.metrics import ood_metrics  # noqa: E402
+from dgbench.evaluation.suites import batched  # noqa: E402
 
 OTHER = {"mnist": "fashion_mnist", "fashion_mnist": "mnist"}
 
@@ -67,8 +67,8 @@ def main() -> None:
     report["likelihood_protocol"] = model.likelihood_protocol
     ood, _ = test_split(OTHER[args.data], args.limit)
     scores_in, scores_out = (
-        timed("anomaly_in", model.anomaly_scores, x),
-        timed("anomaly_out", model.anomaly_scores, ood),
+        timed("anomaly_in", model.score_anomalies, x),
+        timed("anomaly_out", model.score_anomalies, ood),
     )
     for name in scores_in:
         report[f"auroc_{args.data}_vs_{OTHER[args.data]}_{name}"] = ood_metrics(scores_in[name], scores_out[name])[

@@ -13,9 +13,10 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torchvision.utils import save_image
 
 from dgbench import DGBenchError
+from dgbench.capabilities import Sampler
 from dgbench.checkpoint import latest_checkpoint
+from dgbench.rundir import ROLES, RunDir
 from dgbench.runtime import atomic_file
-from models.capabilities import Sampler
 
 
 class SampleGrid(L.Callback):
@@ -25,8 +26,9 @@ class SampleGrid(L.Callback):
     are directly comparable. Families that cannot sample are skipped.
     """
 
-    def __init__(self, dirpath: str, per_class: int = 8, every_n_epochs: int = 1, seed: int = 0) -> None:
-        self.dirpath, self.per_class, self.every_n_epochs, self.seed = Path(dirpath), per_class, every_n_epochs, seed
+    def __init__(self, run_dir: str, per_class: int = 8, every_n_epochs: int = 1, seed: int = 0) -> None:
+        self.dirpath = RunDir(run_dir).samples
+        self.per_class, self.every_n_epochs, self.seed = per_class, every_n_epochs, seed
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not isinstance(pl_module, Sampler) or not trainer.is_global_zero:
@@ -149,6 +151,11 @@ class RunCheckpoint(ModelCheckpoint):
     testing "the best checkpoint" would differ from an uninterrupted run. Here the earlier run's
     checkpoints are copied into the new directory and the record (scores, paths) is kept.
     """
+
+    def __init__(self, run_dir: str, role: str, **kwargs: Any) -> None:
+        if role not in ROLES:
+            raise DGBenchError(f"checkpoint role {role!r} is not one of {ROLES}: fix callbacks.*.role")
+        super().__init__(dirpath=RunDir(run_dir).checkpoints, filename=role, **kwargs)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         old_dir = state_dict.get("dirpath")

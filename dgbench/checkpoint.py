@@ -8,7 +8,6 @@ class and the saved hyper-parameters, then the weights are loaded: nothing is un
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import pickle
 from pathlib import Path
@@ -18,21 +17,18 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from dgbench import DGBenchError
+from dgbench.family import CHECKPOINT_FORMAT, FamilyModule
+from dgbench.rundir import RunDir
 from dgbench.runtime import atomic_save
-from models.base import CHECKPOINT_FORMAT, FamilyModule
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
     """A checkpoint file, or a run directory (its best/last checkpoint, else metrics.json's ``ckpt_path``)."""
     path = Path(path)
     if path.is_dir():
-        for name in ("best.ckpt", "last.ckpt"):
-            if (path / "checkpoints" / name).is_file():
-                return path / "checkpoints" / name
-        metrics = path / "metrics.json"
-        recorded = json.loads(metrics.read_text()).get("ckpt_path") if metrics.is_file() else None
-        if recorded and Path(recorded).is_file():
-            return Path(recorded)
+        checkpoint = RunDir(path).evaluated_checkpoint()
+        if checkpoint is not None:
+            return checkpoint
         raise DGBenchError(f"run directory {path} has no checkpoints/best.ckpt or last.ckpt: pass a .ckpt file")
     if not path.is_file():
         raise DGBenchError(

@@ -90,23 +90,10 @@ def atomic_save(obj: Any, path: str | Path) -> None:
         torch.save(obj, file)
 
 
-def finished_run(run_dir: str | Path) -> dict[str, Any] | None:
-    """The metrics.json of a run directory whose training completed, else None."""
-    path = Path(run_dir) / "metrics.json"
-    metrics = json.loads(path.read_text()) if path.is_file() else {}
-    return metrics if metrics.get("complete") else None
-
-
 def exit_with(err: DGBenchError) -> NoReturn:
     """How every entry point reports a user error: one line on stderr, exit status 2."""
     print(f"error: {err}", file=sys.stderr)
     sys.exit(2)
-
-
-def read_run_metrics(checkpoint: str | Path) -> dict[str, Any]:
-    """The metrics.json of the run that wrote ``checkpoint`` (<run>/checkpoints/x.ckpt), or {}."""
-    path = Path(checkpoint).resolve().parent.parent / "metrics.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def compose_config(overrides: list[str], output_dir: str | Path, config_name: str = "train") -> DictConfig:

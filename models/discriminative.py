@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 
-from models.base import FamilyModule, OptimizerFactory, SchedulerFactory
+from dgbench.family import FamilyModule, OptimizerFactory, SchedulerFactory
 
 
 class LogitClassifier(FamilyModule):
@@ -63,7 +63,7 @@ class LogitClassifier(FamilyModule):
         return F.log_softmax(self(x).float(), dim=1)
 
     @torch.inference_mode()
-    def anomaly_scores(self, x: Tensor) -> dict[str, Tensor]:
+    def score_anomalies(self, x: Tensor) -> dict[str, Tensor]:
         logits = self(x).float()
         return {
             # Maximum softmax probability baseline (Hendrycks & Gimpel 2017), negated.

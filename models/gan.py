@@ -22,9 +22,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dgbench import DGBenchError
-from models.base import FamilyModule, OptimizerFactory
-from models.ema import EMA
-from models.gan_nets import Discriminator, Encoder, Generator
+from dgbench.family import FamilyModule, OptimizerFactory
+from models.nets.ema import EMA
+from models.nets.gan import Discriminator, Encoder, Generator
 
 NUM_CLASSES = 10
 CHUNK = 500  # images per forward pass in the capability methods (bounds memory, not results)
@@ -169,7 +169,7 @@ class ConditionalGAN(FamilyModule):
         return torch.cat([self.ema(zc, yc).float() for zc, yc in zip(z.split(CHUNK), labels.split(CHUNK))])
 
     @torch.no_grad()  # not inference_mode: D's spectral-norm buffers must stay usable by autograd
-    def anomaly_scores(self, x: Tensor) -> dict[str, Tensor]:
+    def score_anomalies(self, x: Tensor) -> dict[str, Tensor]:
         """Two scores, higher = more anomalous; the label is unknown, so both take the best class.
 
         ``discriminator``: -max_y D(x, y), how unreal D finds x under its most plausible class.

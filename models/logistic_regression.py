@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.base import OptimizerFactory, SchedulerFactory
+from dgbench.family import OptimizerFactory, SchedulerFactory
 from models.discriminative import LogitClassifier
 
 NUM_CLASSES, NUM_PIXELS = 10, 28 * 28

@@ -22,9 +22,9 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from dgbench import DGBenchError
-from models.base import FamilyModule
-from models.binarize import fixed_binarization
-from models.complexity import context_code_length
+from dgbench.binarize import fixed_binarization
+from dgbench.complexity import context_code_length
+from dgbench.family import FamilyModule
 
 NUM_CLASSES, NUM_PIXELS = 10, 28 * 28
 
@@ -130,7 +130,7 @@ class BernoulliNaiveBayes(FamilyModule):
         return torch.logsumexp(self.log_joint(fixed_binarization(x, self.eval_seed)), dim=1)
 
     @torch.inference_mode()
-    def anomaly_scores(self, x: Tensor) -> dict[str, Tensor]:
+    def score_anomalies(self, x: Tensor) -> dict[str, Tensor]:
         binary = fixed_binarization(x, self.eval_seed)
         nll = -torch.logsumexp(self.log_joint(binary), dim=1)
         # Serrà et al. 2020: subtract a generic compressor's code length, a likelihood ratio against

@@ -27,10 +27,10 @@ from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 
 from dgbench import DGBenchError
-from models.base import FamilyModule, OptimizerFactory, SchedulerFactory
-from models.binarize import dynamic_binarization, fixed_binarization
-from models.complexity import context_code_length
-from models.pixelcnn_nets import GatedPixelCNN
+from dgbench.binarize import dynamic_binarization, fixed_binarization
+from dgbench.complexity import context_code_length
+from dgbench.family import FamilyModule, OptimizerFactory, SchedulerFactory
+from models.nets.pixelcnn import GatedPixelCNN
 
 NUM_CLASSES = 10
 # Images per forward pass at inference. Bounds memory; on a CPU it also keeps activations in cache
@@ -160,7 +160,7 @@ class ConditionalPixelCNN(FamilyModule):
         return torch.logsumexp(self.log_px_given_y(fixed_binarization(x, self.eval_seed)) + self.log_prior, dim=1)
 
     @torch.inference_mode()
-    def anomaly_scores(self, x: Tensor) -> dict[str, Tensor]:
+    def score_anomalies(self, x: Tensor) -> dict[str, Tensor]:
         binary = fixed_binarization(x, self.eval_seed)
         nll = -torch.logsumexp(self.log_px_given_y(binary) + self.log_prior, dim=1)
         # Autoregressive likelihoods are dominated by how simple an image is (Nalisnick et al. 2019);

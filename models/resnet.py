@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from models.base import OptimizerFactory, SchedulerFactory
+from dgbench.family import OptimizerFactory, SchedulerFactory
 from models.discriminative import LogitClassifier
-from models.nets import ResNet
+from models.nets.resnet import ResNet
 
 
 class ResNetClassifier(LogitClassifier):

@@ -28,10 +28,10 @@ from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 
 from dgbench import DGBenchError
-from models.base import FamilyModule, OptimizerFactory, SchedulerFactory
-from models.binarize import fixed_binarization
-from models.complexity import context_code_length
-from models.conv_nets import ConvDecoder, ConvEncoder
+from dgbench.binarize import fixed_binarization
+from dgbench.complexity import context_code_length
+from dgbench.family import FamilyModule, OptimizerFactory, SchedulerFactory
+from models.nets.conv import ConvDecoder, ConvEncoder
 
 LOG_2PI = math.log(2 * math.pi)
 DECODE_ROWS = 8192  # images decoded per chunk at inference: bounds memory whatever k and the batch are
@@ -212,7 +212,7 @@ class ConditionalVAE(FamilyModule):
         return torch.logsumexp(self.log_px_given_y(x, None, self.likelihood_k) + self.log_prior, dim=1)
 
     @torch.inference_mode()
-    def anomaly_scores(self, x: Tensor) -> dict[str, Tensor]:
+    def score_anomalies(self, x: Tensor) -> dict[str, Tensor]:
         nll = -torch.logsumexp(self.log_px_given_y(x, None, self.classify_k) + self.log_prior, dim=1)
         # A likelihood mostly measures how simple an image is, so a model trained on Fashion-MNIST
         # rates the simpler MNIST digits *more* likely (Nalisnick et al. 2019). Serrà et al. 2020

@@ -17,7 +17,7 @@ from conftest import CONFIGS, compose_config
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from models.base import FamilyModule
+from dgbench.family import FamilyModule
 from train import build_callbacks
 
 OPTIONS = sorted((path.parent.name, path.stem) for path in CONFIGS.glob("*/*.yaml"))

@@ -10,11 +10,11 @@ import torch
 from conftest import TINY, TINY_MODELS
 
 from dgbench import DGBenchError
+from dgbench.capabilities import capabilities_of
 from dgbench.checkpoint import load_model
 from dgbench.data import default_data_root, load_split
-from models.capabilities import capabilities_of
 from models.diffusion import DiffusionModel
-from models.noise_schedule import NoiseSchedule, discretized_gaussian_log_likelihood
+from models.diffusion.schedule import NoiseSchedule, discretized_gaussian_log_likelihood
 
 TINY_DIFFUSION = TINY_MODELS["diffusion"]
 
@@ -130,7 +130,7 @@ def test_discretized_gaussian_is_a_distribution_over_the_256_levels() -> None:
 
 # --- capabilities -----------------------------------------------------------------------------
 def test_capabilities_and_sample_shapes(model: DiffusionModel) -> None:
-    assert capabilities_of(model) == ["classify", "sample", "score_anomalies", "likelihood", "impute"]
+    assert capabilities_of(model) == ["classify", "sample", "score_anomalies", "log_likelihood", "impute"]
     images = model.sample(5, generator=torch.Generator().manual_seed(0))
     assert images.shape == (5, 1, 28, 28) and images.min() >= 0 and images.max() <= 1
     again = model.sample(5, generator=torch.Generator().manual_seed(0))
@@ -195,13 +195,13 @@ def test_bound_with_oracle_denoiser_is_prior_plus_decoder(
     assert model.log_likelihood(x).item() == pytest.approx((decoder - prior).item(), rel=1e-5)
 
 
-def test_likelihood_and_anomaly_scores(model: DiffusionModel, mnist) -> None:
+def test_likelihood_and_score_anomalies(model: DiffusionModel, mnist) -> None:
     x = mnist[0]
     log_lik = model.log_likelihood(x)
     assert log_lik.shape == (6,) and torch.isfinite(log_lik).all() and (log_lik < 0).all()
     torch.testing.assert_close(model.log_likelihood(x[3:]), log_lik[3:])  # independent of the batch
     assert "bound" in model.likelihood_protocol and "bits/dim" in model.likelihood_protocol
-    scores = model.anomaly_scores(x)
+    scores = model.score_anomalies(x)
     assert set(scores) == {"vlb_bpd", "reconstruction"}
     torch.testing.assert_close(scores["vlb_bpd"], -log_lik / (784 * math.log(2)))
     assert scores["reconstruction"].shape == (6,) and (scores["reconstruction"] > 0).all()

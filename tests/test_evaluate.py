@@ -11,17 +11,18 @@ import torch.nn.functional as F
 from conftest import TINY, compose_config, run_python
 from torch import Tensor, nn
 
-from dgbench import DGBenchError, metrics
+from dgbench import DGBenchError
 from dgbench.checkpoint import load_model
+from dgbench.evaluation import metrics
+from dgbench.family import FamilyModule
 from evaluate import evaluate
-from models.base import FamilyModule
 from train import train
 
 TINY_BUDGET = [
     "budget.classification=200",
     "budget.ood=100",
-    "budget.missing=50",
-    "budget.samples=50",
+    "budget.missing_features=50",
+    "budget.sample_quality=50",
     "budget.cost=50",
     "batch_size=100",
     "device=cpu",
@@ -67,7 +68,7 @@ class PixelBayes(FamilyModule):
 
     likelihood_protocol = "continuous-relaxed Bernoulli pixels, exact"
 
-    def anomaly_scores(self, x: Tensor) -> dict[str, Tensor]:
+    def score_anomalies(self, x: Tensor) -> dict[str, Tensor]:
         return {"neg_log_likelihood": -self.log_likelihood(x)}
 
     def sample(self, n: int, labels: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
@@ -105,15 +106,15 @@ def test_every_suite_runs_and_incapable_ones_are_na(tmp_path: Path, tiny_resnet_
     results = evaluate(eval_config(tmp_path, [tiny_resnet_run, toy_run], feature_net=tiny_resnet_run))
     assert set(results) == {"resnet", "pixel_bayes"}
     resnet, toy = results["resnet"]["suites"], results["pixel_bayes"]["suites"]
-    assert resnet["samples"] is None  # a discriminative model cannot generate: N/A, not skipped
-    for suite in ("classification", "ood", "missing", "samples", "cost"):
+    assert resnet["sample_quality"] is None  # a discriminative model cannot generate: N/A, not skipped
+    for suite in ("classification", "ood", "missing_features", "sample_quality", "cost"):
         assert toy[suite] is not None, suite
     assert toy["classification"]["accuracy"] > 0.5  # naive Bayes learns something in two tiny epochs
-    assert all(row["observed_unchanged"] for row in toy["missing"].values() if isinstance(row, dict))
+    assert all(row["observed_unchanged"] for row in toy["missing_features"].values() if isinstance(row, dict))
     assert set(resnet["ood"]["scores"]) == {"max_softmax", "energy"}
 
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
-    assert report["models"]["resnet"]["suites"]["samples"] is None
+    assert report["models"]["resnet"]["suites"]["sample_quality"] is None
     markdown = (tmp_path / "eval" / "report.md").read_text()
     assert "Head-to-head" in markdown and "N/A" in markdown
     for figure in ("roc.png", "missing_features.png", "samples_pixel_bayes.png"):
@@ -141,8 +142,8 @@ def test_metric_sanity() -> None:
 
 
 def test_explicit_suite_no_model_can_run_is_an_error(tmp_path: Path, tiny_resnet_run: Path) -> None:
-    with pytest.raises(DGBenchError, match="samples"):
-        evaluate(eval_config(tmp_path, [tiny_resnet_run], "suites=[samples]"))
+    with pytest.raises(DGBenchError, match="sample_quality"):
+        evaluate(eval_config(tmp_path, [tiny_resnet_run], "suites=[sample_quality]"))
 
 
 @pytest.mark.parametrize("case", ["missing", "not_torch", "foreign", "pickled"])

@@ -10,9 +10,9 @@ import torch
 from conftest import TINY, TINY_MODELS
 from omegaconf import OmegaConf
 
+from dgbench.capabilities import capabilities_of
 from dgbench.checkpoint import load_model
 from dgbench.data import MNISTDataModule, default_data_root
-from models.capabilities import capabilities_of
 from models.gan import ConditionalGAN
 from train import train
 
@@ -65,7 +65,7 @@ def test_shapes_and_ranges() -> None:
     assert 0 <= images.min() and images.max() <= 1
     balanced = model.sample(13, labels=torch.arange(13) % 10, generator=torch.Generator().manual_seed(1))
     assert torch.equal(images, balanced)  # default labels cycle through the classes
-    scores = model.anomaly_scores(images)
+    scores = model.score_anomalies(images)
     assert set(scores) == {"discriminator", "inversion"}
     assert all(s.shape == (13,) and torch.isfinite(s).all() for s in scores.values())
     assert (scores["inversion"] >= 0).all()
@@ -138,7 +138,7 @@ def test_inversion_recovers_generated_images_better_than_random(trained: tuple[C
     shuffled = generated.flatten(1)[:, torch.randperm(784, generator=torch.Generator().manual_seed(5))].view_as(
         generated
     )
-    encoder_scores = model.anomaly_scores(torch.cat([generated, shuffled]))["inversion"]
+    encoder_scores = model.score_anomalies(torch.cat([generated, shuffled]))["inversion"]
     assert encoder_scores[:50].median() < encoder_scores[50:].median()
     # Latent optimisation (AnoGAN-style inversion) gets closer still, and again only on G's images.
     everything = torch.ones_like(generated, dtype=torch.bool)
@@ -168,5 +168,5 @@ def test_weights_only_reload_gives_identical_samples(trained: tuple[ConditionalG
     seeded = lambda m: m.sample(20, generator=torch.Generator().manual_seed(6))  # noqa: E731
     assert torch.equal(seeded(model), seeded(reloaded))
     x = seeded(model)
-    for name, score in model.anomaly_scores(x).items():
-        assert torch.allclose(score, reloaded.anomaly_scores(x)[name])
+    for name, score in model.score_anomalies(x).items():
+        assert torch.allclose(score, reloaded.score_anomalies(x)[name])

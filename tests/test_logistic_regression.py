@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from conftest import TINY, compose_config
 from omegaconf import DictConfig
 
+from dgbench.capabilities import capabilities_of
 from dgbench.checkpoint import load_model
 from dgbench.data import MNISTDataModule
-from models.capabilities import capabilities_of
 from models.logistic_regression import LogisticRegression
 from train import train
 
@@ -53,7 +53,7 @@ def test_classify_and_scores_match_their_definitions(trained: tuple[LogisticRegr
     log_probs, logits = model.classify(x), x.flatten(1) @ model.linear.weight.T + model.linear.bias
     assert log_probs.shape == (50, 10) and log_probs.dtype == torch.float32
     torch.testing.assert_close(log_probs, F.log_softmax(logits, 1))  # p(y|x) is linear in the pixels
-    scores = model.anomaly_scores(x)
+    scores = model.score_anomalies(x)
     assert set(scores) == {"max_softmax", "energy"}
     torch.testing.assert_close(scores["max_softmax"], -log_probs.exp().amax(1))
     torch.testing.assert_close(scores["energy"], -torch.logsumexp(logits, 1))
@@ -78,7 +78,7 @@ def test_weights_only_reload_gives_identical_outputs(tmp_path: Path) -> None:
     reloaded, model, x = load_model(tmp_path / "lr.ckpt"), model.eval(), images(20, seed=1)
     assert reloaded.l2 == model.l2 and not torch.equal(model.linear.weight, torch.zeros_like(model.linear.weight))
     assert torch.equal(reloaded.classify(x), model.classify(x))
-    assert torch.equal(reloaded.anomaly_scores(x)["energy"], model.anomaly_scores(x)["energy"])
+    assert torch.equal(reloaded.score_anomalies(x)["energy"], model.score_anomalies(x)["energy"])
 
 
 def test_experiment_config_composes(make_config: Callable[..., DictConfig]) -> None:

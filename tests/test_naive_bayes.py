@@ -14,10 +14,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from dgbench import DGBenchError
+from dgbench.binarize import fixed_binarization
+from dgbench.capabilities import capabilities_of
 from dgbench.checkpoint import load_model
 from dgbench.data import MNISTDataModule, default_data_root, load_split
-from models.binarize import fixed_binarization
-from models.capabilities import capabilities_of
 from models.naive_bayes import BernoulliNaiveBayes
 from train import train
 
@@ -67,7 +67,13 @@ def test_training_is_the_closed_form_and_epochs_do_not_accumulate(
 
 
 def test_capabilities() -> None:
-    assert capabilities_of(BernoulliNaiveBayes()) == ["classify", "sample", "score_anomalies", "likelihood", "impute"]
+    assert capabilities_of(BernoulliNaiveBayes()) == [
+        "classify",
+        "sample",
+        "score_anomalies",
+        "log_likelihood",
+        "impute",
+    ]
     with pytest.raises(DGBenchError, match="must be > 0"):
         BernoulliNaiveBayes(alpha=0)
 
@@ -119,9 +125,9 @@ def test_sampling_is_reproducible_and_follows_theta(fitted: BernoulliNaiveBayes)
     assert fitted.sample(20).shape == (20, 1, 28, 28)
 
 
-def test_anomaly_scores(fitted: BernoulliNaiveBayes, digits: tuple) -> None:
+def test_score_anomalies(fitted: BernoulliNaiveBayes, digits: tuple) -> None:
     x = digits[0][1000:1010]
-    scores = fitted.anomaly_scores(x)
+    scores = fitted.score_anomalies(x)
     assert set(scores) == {"nll", "complexity_corrected"}
     torch.testing.assert_close(scores["nll"], -fitted.log_likelihood(x))
     assert torch.equal(fitted.log_likelihood(x), torch.logsumexp(fitted.log_joint(fixed_binarization(x)), 1))

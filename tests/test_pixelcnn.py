@@ -13,12 +13,12 @@ from conftest import TINY, TINY_MODELS
 from omegaconf import DictConfig
 
 from dgbench import DGBenchError
+from dgbench.binarize import fixed_binarization
+from dgbench.capabilities import capabilities_of
 from dgbench.checkpoint import load_model
 from dgbench.data import MNISTDataModule
-from models.binarize import fixed_binarization
-from models.capabilities import capabilities_of
+from models.nets.pixelcnn import GatedPixelCNN
 from models.pixelcnn import ConditionalPixelCNN
-from models.pixelcnn_nets import GatedPixelCNN
 from train import train
 
 TINY_PIXELCNN = TINY_MODELS["pixelcnn"]
@@ -41,7 +41,7 @@ def every_binary_image(height: int, width: int) -> torch.Tensor:
 
 def test_capabilities_and_user_errors() -> None:
     model = tiny_pixelcnn()
-    assert capabilities_of(model) == ["classify", "sample", "score_anomalies", "likelihood", "impute"]
+    assert capabilities_of(model) == ["classify", "sample", "score_anomalies", "log_likelihood", "impute"]
     assert "exact" in model.likelihood_protocol and "nats" in model.likelihood_protocol
     with pytest.raises(DGBenchError, match="one per layer"):
         ConditionalPixelCNN(dilations=[])
@@ -94,7 +94,7 @@ def test_classify_likelihood_and_scores() -> None:
     log_px = model.log_likelihood(x)
     assert log_px.shape == (5,) and (log_px < 0).all()
     torch.testing.assert_close(log_probs, (model.log_px_given_y(fixed_binarization(x))).log_softmax(1))
-    scores = model.anomaly_scores(x)
+    scores = model.score_anomalies(x)
     torch.testing.assert_close(scores["nll"], -log_px)
     assert set(scores) == {"nll", "complexity_corrected"} and torch.isfinite(scores["complexity_corrected"]).all()
     # Results do not depend on the batch an image comes in.
@@ -170,7 +170,7 @@ def test_weights_only_reload_gives_identical_outputs(tmp_path: Path) -> None:
     assert torch.equal(reloaded.impute(x, observed), model.impute(x, observed))
 
 
-@pytest.mark.parametrize("name", ["autoregressive_cpu", "autoregressive_gpu"])
+@pytest.mark.parametrize("name", ["pixelcnn_cpu", "pixelcnn_gpu"])
 def test_experiment_configs_compose(make_config: Callable[..., DictConfig], name: str) -> None:
     cfg = make_config(f"experiment={name}")
     assert cfg.model._target_ == "models.pixelcnn.ConditionalPixelCNN" and cfg.task_name == name

@@ -12,10 +12,10 @@ from conftest import TINY_RESNET
 from omegaconf import DictConfig
 from torchmetrics.functional.classification import binary_auroc
 
+from dgbench.capabilities import capabilities_of
 from dgbench.checkpoint import load_model
 from dgbench.data import default_data_root, load_split
-from models.capabilities import capabilities_of
-from models.nets import ResNet
+from models.nets.resnet import ResNet
 from models.resnet import ResNetClassifier
 from train import train
 
@@ -65,9 +65,9 @@ def test_classify_returns_normalised_log_probabilities(trained: ResNetClassifier
     assert torch.equal(trained.classify(x[:100] * observed, observed), trained.classify(x[:100] * observed))
 
 
-def test_anomaly_scores_match_their_definitions(trained: ResNetClassifier, digits: tuple) -> None:
+def test_score_anomalies_match_their_definitions(trained: ResNetClassifier, digits: tuple) -> None:
     x, _ = digits
-    scores, logits = trained.anomaly_scores(x[:100]), trained(x[:100])
+    scores, logits = trained.score_anomalies(x[:100]), trained(x[:100])
     assert set(scores) == {"max_softmax", "energy"}
     assert all(s.shape == (100,) and torch.isfinite(s).all() for s in scores.values())
     assert torch.allclose(scores["max_softmax"], -trained.classify(x[:100]).exp().amax(1), atol=1e-6)
@@ -80,7 +80,7 @@ def test_max_softmax_flags_the_digits_it_gets_wrong(trained: ResNetClassifier, d
     x, y = digits
     wrong = trained.classify(x).argmax(1) != y
     assert 100 < wrong.sum() < 1900, "both groups need enough images for the AUROC to mean something"
-    assert binary_auroc(trained.anomaly_scores(x)["max_softmax"], wrong.long()) > 0.6
+    assert binary_auroc(trained.score_anomalies(x)["max_softmax"], wrong.long()) > 0.6
 
 
 @pytest.mark.xfail(
@@ -92,5 +92,5 @@ def test_uniform_noise_scores_higher_than_digits(trained: ResNetClassifier, digi
     x, _ = digits
     noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(0))
     is_noise = torch.cat([torch.zeros(len(x)), torch.ones(len(x))]).long()
-    for name, score in trained.anomaly_scores(x).items():
-        assert binary_auroc(torch.cat([score, trained.anomaly_scores(noise)[name]]), is_noise) > 0.9, name
+    for name, score in trained.score_anomalies(x).items():
+        assert binary_auroc(torch.cat([score, trained.score_anomalies(noise)[name]]), is_noise) > 0.9, name

@@ -11,10 +11,10 @@ import torch
 from conftest import TINY_MODELS
 
 from dgbench import DGBenchError
+from dgbench.capabilities import capabilities_of
 from dgbench.checkpoint import load_model
+from dgbench.complexity import context_code_length
 from dgbench.data import MNISTDataModule
-from models.capabilities import capabilities_of
-from models.complexity import context_code_length
 from models.vae import ConditionalVAE
 
 TINY_VAE = TINY_MODELS["vae"]
@@ -37,14 +37,14 @@ def random_mask(x: torch.Tensor, seed: int = 1) -> torch.Tensor:
 
 def test_capabilities_shapes_and_ranges() -> None:
     model, x = tiny_vae(), images(6)
-    assert capabilities_of(model) == ["classify", "sample", "score_anomalies", "likelihood", "impute"]
+    assert capabilities_of(model) == ["classify", "sample", "score_anomalies", "log_likelihood", "impute"]
     log_probs = model.classify(x)
     assert log_probs.shape == (6, 10)
     torch.testing.assert_close(log_probs.exp().sum(1), torch.ones(6))
     log_px = model.log_likelihood(x)
     # A lower bound on the log-probability of a binary image is finite and below 0.
     assert log_px.shape == (6,) and torch.isfinite(log_px).all() and (log_px < 0).all()
-    scores = model.anomaly_scores(x)
+    scores = model.score_anomalies(x)
     assert set(scores) == {"nll", "complexity_corrected"}
     assert all(s.shape == (6,) and torch.isfinite(s).all() for s in scores.values())
     samples = model.sample(20)
@@ -186,7 +186,7 @@ def test_checkpoint_reload_gives_the_same_scores(tmp_path: Path) -> None:
     assert torch.equal(reloaded.classify(x, observed), model.classify(x, observed))
     assert torch.equal(reloaded.log_likelihood(x), model.log_likelihood(x))
     assert torch.equal(
-        reloaded.anomaly_scores(x)["complexity_corrected"], model.anomaly_scores(x)["complexity_corrected"]
+        reloaded.score_anomalies(x)["complexity_corrected"], model.score_anomalies(x)["complexity_corrected"]
     )
     assert torch.equal(reloaded.impute(x, observed), model.impute(x, observed))
 

@@ -3,7 +3,7 @@
 The reverse-process loops (sampling, DDIM from an intermediate step, RePaint) and the variational
 bound. Each takes ``eps(x_t, t) -> ε̂`` (whatever network, guidance and batching the caller wants)
 and a ``randn(shape)`` that draws the loop's noise (so the caller decides generators and devices);
-the per-step formulas live in :class:`models.noise_schedule.NoiseSchedule`. Images are in [-1, 1].
+the per-step formulas live in :class:`models.diffusion.schedule.NoiseSchedule`. Images are in [-1, 1].
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from models.noise_schedule import NoiseSchedule
+from models.diffusion.schedule import NoiseSchedule
 
 EpsFn = Callable[[Tensor, int], Tensor]
 RandnFn = Callable[[tuple[int, ...]], Tensor]

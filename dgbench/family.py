@@ -21,7 +21,7 @@ class FamilyModule(L.LightningModule):
     Subclasses set ``family`` (short name), ``kind`` (``discriminative`` or ``generative``) and
     ``monitor`` (the validation metric and mode that picks the best checkpoint), call
     ``self.save_hyperparameters(ignore=["optimizer", "scheduler"])`` in ``__init__``, and implement
-    the capability methods of :mod:`models.capabilities` that they truly have.
+    the capability methods of :mod:`dgbench.capabilities` that they truly have.
 
     ``optimizer`` and ``scheduler`` are partials (Hydra ``_partial_: true``): the optimiser gets
     ``params``, the scheduler ``optimizer`` and ``total_steps``. They stay out of the checkpoint's

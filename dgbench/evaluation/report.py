@@ -57,7 +57,7 @@ def suite_tables(results: dict[str, dict[str, Any]]) -> list[str]:
 
     rows = {}
     for m in models:
-        for setting, values in (suite(m, "missing") or {}).items():
+        for setting, values in (suite(m, "missing_features") or {}).items():
             if isinstance(values, dict):
                 cell = f"{values['accuracy']:.4f}"
                 if "impute_then_classify_accuracy" in values:
@@ -67,10 +67,10 @@ def suite_tables(results: dict[str, dict[str, Any]]) -> list[str]:
 
     rows = {}
     for metric in ("fid", "kid", "precision", "recall", "class_accuracy", "sample_images_per_s"):
-        rows[metric] = {m: (suite(m, "samples") or {}).get(metric) for m in models}
+        rows[metric] = {m: (suite(m, "sample_quality") or {}).get(metric) for m in models}
     for metric in ("fid", "kid", "precision", "recall"):
         rows[f"real-data floor: {metric}"] = {
-            m: ((suite(m, "samples") or {}).get("floor") or {}).get(metric) for m in models
+            m: ((suite(m, "sample_quality") or {}).get("floor") or {}).get(metric) for m in models
         }
     lines += _table("Sample quality (feature-classifier FID/KID, k-NN precision/recall)", rows, models)
 
@@ -97,7 +97,7 @@ def summary_table(results: dict[str, dict[str, Any]]) -> list[str]:
         )
         if s.get("classification"):
             rows.setdefault("Test accuracy", {})[m] = f"{s['classification']['accuracy']:.4f}"
-        samples = s.get("samples")
+        samples = s.get("sample_quality")
         rows.setdefault("Can generate", {})[m] = (
             f"yes: FID {samples['fid']:.2f} (floor {samples['floor']['fid']:.2f}), class acc {samples['class_accuracy']:.3f}"
             if samples
@@ -105,7 +105,7 @@ def summary_table(results: dict[str, dict[str, Any]]) -> list[str]:
             if "sample" in r["capabilities"]
             else "no"
         )
-        missing = (s.get("missing") or {}).get("random_50")
+        missing = (s.get("missing_features") or {}).get("random_50")
         if missing:
             cell = f"50% missing: acc {missing['accuracy']:.4f}"
             if "impute_then_classify_accuracy" in missing:
@@ -142,7 +142,9 @@ def figures(results: dict[str, dict[str, Any]], out_dir: Path) -> list[str]:
         fig.savefig(out_dir / "roc.png", dpi=120)
         plt.close(fig)
         written.append("roc.png")
-    with_missing = {m: r["suites"]["missing"] for m, r in results.items() if r["suites"].get("missing")}
+    with_missing = {
+        m: r["suites"]["missing_features"] for m, r in results.items() if r["suites"].get("missing_features")
+    }
     if with_missing:
         fig, ax = plt.subplots(figsize=(6, 4))
         for m, res in with_missing.items():
@@ -165,7 +167,7 @@ def figures(results: dict[str, dict[str, Any]], out_dir: Path) -> list[str]:
         plt.close(fig)
         written.append("missing_features.png")
     for m, r in results.items():
-        samples = r["suites"].get("samples")
+        samples = r["suites"].get("sample_quality")
         if samples:
             save_image(samples["_grid"], out_dir / f"samples_{m}.png", nrow=10)
             written.append(f"samples_{m}.png")

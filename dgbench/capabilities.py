@@ -18,9 +18,9 @@ classify           ``classify(x, observed=None) -> (N, 10)`` class log-probabili
 sample             ``sample(n, labels=None, generator=None) -> (n, 1, 28, 28)`` in [0, 1];
                    reproducible for a given CPU ``torch.Generator``: noise is drawn on the
                    CPU with it and then moved, so a seed gives the same images on any device.
-score_anomalies    ``anomaly_scores(x) -> {name: (N,)}``; higher = more anomalous. A family
+score_anomalies    ``score_anomalies(x) -> {name: (N,)}``; higher = more anomalous. A family
                    may offer several named scores.
-likelihood         ``log_likelihood(x) -> (N,)`` log p(x), or a lower bound, in nats per
+log_likelihood     ``log_likelihood(x) -> (N,)`` log p(x), or a lower bound, in nats per
                    image; ``likelihood_protocol`` says which bound and data protocol.
 impute             ``impute(x, observed) -> (N, 1, 28, 28)`` with observed pixels returned
                    bit-identical and missing ones filled.
@@ -47,7 +47,7 @@ class Sampler(Protocol):
 
 @runtime_checkable
 class AnomalyScorer(Protocol):
-    def anomaly_scores(self, x: Tensor) -> dict[str, Tensor]: ...
+    def score_anomalies(self, x: Tensor) -> dict[str, Tensor]: ...
 
 
 @runtime_checkable
@@ -66,7 +66,7 @@ CAPABILITIES: dict[str, type] = {
     "classify": Classifier,
     "sample": Sampler,
     "score_anomalies": AnomalyScorer,
-    "likelihood": LikelihoodModel,
+    "log_likelihood": LikelihoodModel,
     "impute": Imputer,
 }
 

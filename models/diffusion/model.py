@@ -2,7 +2,7 @@
 
 Training is the textbook L_simple: noise an image to a random timestep and regress the noise.
 Everything else is inference on the EMA network, through the schedule in
-:mod:`models.noise_schedule`: DDIM / DDPM sampling with guidance, the variational bound, the
+:mod:`models.diffusion.schedule`: DDIM / DDPM sampling with guidance, the variational bound, the
 diffusion classifier, reconstruction-based anomaly scores and RePaint inpainting. Images arrive
 in [0, 1] and are mapped to [-1, 1], the range the schedule's clipping assumes.
 
@@ -22,11 +22,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dgbench import DGBenchError
-from models import diffusion_inference as inference
-from models.base import FamilyModule, OptimizerFactory, SchedulerFactory
-from models.ema import EMA
-from models.noise_schedule import NoiseSchedule
-from models.unet import UNet
+from dgbench.family import FamilyModule, OptimizerFactory, SchedulerFactory
+from models.diffusion import sampling as inference
+from models.diffusion.schedule import NoiseSchedule
+from models.nets.ema import EMA
+from models.nets.unet import UNet
 
 NUM_CLASSES, PIXELS, EVAL_SEED = 10, 28 * 28, 0
 
@@ -238,7 +238,7 @@ class DiffusionModel(FamilyModule):
         return torch.stack(errors).mean(0)
 
     @torch.inference_mode()
-    def anomaly_scores(self, x: Tensor) -> dict[str, Tensor]:
+    def score_anomalies(self, x: Tensor) -> dict[str, Tensor]:
         return {
             "vlb_bpd": self._negative_vlb(x).float() / (PIXELS * math.log(2)),
             "reconstruction": self._reconstruction_error(x),
@@ -247,7 +247,7 @@ class DiffusionModel(FamilyModule):
     # --- impute: RePaint ---------------------------------------------------------------------
     @torch.inference_mode()
     def impute(self, x: Tensor, observed: Tensor) -> Tensor:
-        """RePaint inpainting (:func:`models.diffusion_inference.repaint`) with the unconditional model,
+        """RePaint inpainting (:func:`models.diffusion.sampling.repaint`) with the unconditional model,
         ``impute_steps`` respaced steps x ``impute_resample``; observed pixels are returned as given."""
         known, randn = observed.bool(), partial(self._randn, generator=torch.Generator().manual_seed(EVAL_SEED))
         steps, resample = self.impute_steps, self.impute_resample

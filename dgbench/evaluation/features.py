@@ -15,9 +15,9 @@ import torch
 
 from dgbench import DGBenchError
 from dgbench.checkpoint import load_model
-from models.base import FamilyModule
+from dgbench.family import FamilyModule
 
-DEFAULT_FEATURE_NET = Path(__file__).parent / "assets" / "feature_net.ckpt"
+DEFAULT_FEATURE_NET = Path(__file__).parents[1] / "assets" / "feature_net.ckpt"
 
 
 def load_feature_net(path: str | Path | None = None, device: str | torch.device = "cpu") -> FamilyModule:

@@ -1,5 +1,5 @@
 """Evaluation suites. Each takes a model and the evaluation data and uses only the capability
-protocol (``models.capabilities``): a suite runs on every model that has what it requires and is
+protocol (``dgbench.capabilities``): a suite runs on every model that has what it requires and is
 N/A (``None``) for the others. No suite knows which family it is measuring."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from dgbench import metrics
+from dgbench.capabilities import capabilities_of
 from dgbench.data import load_split
-from models.capabilities import capabilities_of
+from dgbench.evaluation import metrics
 
 SYNTHETIC_OOD = ("uniform_noise", "gaussian_noise", "inverted", "flipped")
 OTHER_DATASET = {"mnist": "fashion_mnist", "fashion_mnist": "mnist"}
@@ -57,7 +57,7 @@ def load_eval_data(in_dist: str, root: str, budget: dict[str, int], seed: int) -
         # detector that passes this one looks at content, not at intensity histograms.
         "flipped": digits.flip(-2),
     }
-    n_ref = budget["samples"]
+    n_ref = budget["sample_quality"]
     return EvalData(
         in_dist,
         test_images,
@@ -93,7 +93,7 @@ class Context:
     device: torch.device
     batch_size: int
     seed: int
-    feature_net: Any  # a trained classifier with ``features`` (see dgbench.features)
+    feature_net: Any  # a trained classifier with ``features`` (see dgbench.evaluation.features)
 
 
 def classification(model: Any, ctx: Context) -> dict[str, Any]:
@@ -105,7 +105,7 @@ def classification(model: Any, ctx: Context) -> dict[str, Any]:
 def ood(model: Any, ctx: Context) -> dict[str, Any]:
     """Every anomaly score of the model against every OOD set; in-distribution = test images."""
     n = ctx.budget["ood"]
-    score = lambda x: batched(model.anomaly_scores, x, batch_size=ctx.batch_size, device=ctx.device)  # noqa: E731
+    score = lambda x: batched(model.score_anomalies, x, batch_size=ctx.batch_size, device=ctx.device)  # noqa: E731
     in_scores = score(ctx.data.test_images[:n])
     out_scores = {name: score(images) for name, images in ctx.data.ood.items()}
     results: dict[str, Any] = {"n": n, "in_distribution": ctx.data.in_dist, "scores": {}}
@@ -133,7 +133,7 @@ def observed_masks(n: int, generator: torch.Generator) -> dict[str, Tensor]:
 def missing_features(model: Any, ctx: Context) -> dict[str, Any]:
     """Accuracy when pixels are missing. Every model sees the zero-filled image plus the mask (a
     model that can marginalise uses it); models that impute are also scored impute-then-classify."""
-    n = ctx.budget["missing"]
+    n = ctx.budget["missing_features"]
     images, labels = ctx.data.test_images[:n], ctx.data.test_labels[:n]
     can_impute = "impute" in capabilities_of(model)
     results: dict[str, Any] = {"n": n}
@@ -159,7 +159,7 @@ def _accuracy(log_probs: Tensor, labels: Tensor) -> float:
 def sample_quality(model: Any, ctx: Context) -> dict[str, Any]:
     """FID/KID/precision/recall of class-balanced samples against training images, the same metrics
     for held-out real images (the floor any model can reach), and class-conditional accuracy."""
-    n = ctx.budget["samples"]
+    n = ctx.budget["sample_quality"]
     labels = torch.arange(10).repeat(n // 10 + 1)[:n]
     generator = torch.Generator().manual_seed(ctx.seed)
     start = time.perf_counter()
@@ -194,8 +194,8 @@ def cost(model: Any, ctx: Context) -> dict[str, Any]:
     throughput: dict[str, float] = {}
     calls = {
         "classify": lambda: batched(model.classify, images, batch_size=ctx.batch_size, device=ctx.device),
-        "score_anomalies": lambda: batched(model.anomaly_scores, images, batch_size=ctx.batch_size, device=ctx.device),
-        "likelihood": lambda: batched(model.log_likelihood, images, batch_size=ctx.batch_size, device=ctx.device),
+        "score_anomalies": lambda: batched(model.score_anomalies, images, batch_size=ctx.batch_size, device=ctx.device),
+        "log_likelihood": lambda: batched(model.log_likelihood, images, batch_size=ctx.batch_size, device=ctx.device),
     }
     for capability in capabilities_of(model):
         if capability in calls:
@@ -209,7 +209,7 @@ def cost(model: Any, ctx: Context) -> dict[str, Any]:
 SUITES: dict[str, tuple[tuple[str, ...], Callable[[Any, Context], dict[str, Any]]]] = {
     "classification": (("classify",), classification),
     "ood": (("score_anomalies",), ood),
-    "missing": (("classify",), missing_features),
-    "samples": (("sample",), sample_quality),
+    "missing_features": (("classify",), missing_features),
+    "sample_quality": (("sample",), sample_quality),
     "cost": ((), cost),
 }
