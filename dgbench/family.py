@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -13,6 +14,19 @@ from dgbench import DGBenchError
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 CHECKPOINT_FORMAT = 1
+
+
+def public_class_path(cls: type) -> str:
+    """The shortest dotted path that imports ``cls``: a family in a sub-package is recorded by the name
+    its package exports (``models.diffusion.DiffusionModel``, not ``models.diffusion.model...``), so
+    checkpoints keep loading when the files inside the package move."""
+    module = cls.__module__
+    while "." in module:
+        parent = module.rpartition(".")[0]
+        if getattr(sys.modules.get(parent), cls.__qualname__, None) is not cls:
+            break
+        module = parent
+    return f"{module}.{cls.__qualname__}"
 
 
 class FamilyModule(L.LightningModule):
@@ -59,7 +73,7 @@ class FamilyModule(L.LightningModule):
             "format": CHECKPOINT_FORMAT,
             "family": self.family,
             "kind": self.kind,
-            "class_path": f"{type(self).__module__}.{type(self).__qualname__}",
+            "class_path": public_class_path(type(self)),
         }
 
     @property
