@@ -56,16 +56,17 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                 setattr(model, key, value)
         name = names[i] if i < len(names) else model.family
         models[name if name not in models else f"{name}#{i}"] = (model, ckpt)
+    runnable = [s for s in suites if any(set(SUITES[s].needs) <= set(capabilities_of(m)) for m, _ in models.values())]
     for suite in suites if explicit else []:
-        if not any(set(SUITES[suite][0]) <= set(capabilities_of(m)) for m, _ in models.values()):
+        if suite not in runnable:
             raise DGBenchError(
-                f"suite {suite!r} needs {SUITES[suite][0]}, which no given model can do: drop it from suites"
+                f"suite {suite!r} needs {SUITES[suite].needs}, which no given model can do: drop it from suites"
             )
 
     budget = dict(cfg.budget)
     data = load_eval_data(cfg.in_distribution, cfg.paths.data_dir, budget, cfg.seed)
-    can_sample = any("sample" in capabilities_of(m) for m, _ in models.values())
-    feature_net = load_feature_net(cfg.feature_net, device) if "sample_quality" in suites and can_sample else None
+    uses_feature_net = any(SUITES[s].uses_feature_net for s in runnable)
+    feature_net = load_feature_net(cfg.feature_net, device) if uses_feature_net else None
     ctx = Context(data, budget, device, cfg.batch_size, cfg.seed, feature_net)
     results: dict[str, dict[str, Any]] = {}
     start = time.perf_counter()
@@ -80,16 +81,16 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             "suites": {},
         }
         for suite in suites:
-            required, run_suite = SUITES[suite]
-            if not set(required) <= set(capabilities):
+            needs, run = SUITES[suite].needs, SUITES[suite].run
+            if not set(needs) <= set(capabilities):
                 results[name]["suites"][suite] = None
                 print(
-                    f"[{time.perf_counter() - start:7.1f}s] {name}: {suite} N/A (needs {', '.join(required)})",
+                    f"[{time.perf_counter() - start:7.1f}s] {name}: {suite} N/A (needs {', '.join(needs)})",
                     flush=True,
                 )
                 continue
             t0 = time.perf_counter()
-            results[name]["suites"][suite] = {**run_suite(model, ctx), "seconds": round(time.perf_counter() - t0, 2)}
+            results[name]["suites"][suite] = {**run(model, ctx), "seconds": round(time.perf_counter() - t0, 2)}
             print(
                 f"[{time.perf_counter() - start:7.1f}s] {name}: {suite} done in {time.perf_counter() - t0:.1f}s",
                 flush=True,

@@ -1,0 +1,106 @@
+"""Classification with pixels missing, and impute-then-classify for models that impute."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from dgbench.capabilities import capabilities_of
+from dgbench.evaluation.suites.common import Context, Results, Suite, batched, plt, save_figure
+
+
+def observed_masks(n: int, generator: torch.Generator) -> dict[str, Tensor]:
+    """Bool masks (True = observed): random pixels missing at 0/25/50/75%, and the bottom half."""
+    masks = {f"random_{int(100 * p)}": torch.rand(n, 1, 28, 28, generator=generator) >= p for p in (0, 0.25, 0.5, 0.75)}
+    bottom = torch.ones(n, 1, 28, 28, dtype=torch.bool)
+    bottom[:, :, 14:] = False
+    masks["bottom_half"] = bottom
+    return masks
+
+
+def missing_features(model: Any, ctx: Context) -> dict[str, Any]:
+    """Accuracy when pixels are missing. Every model sees the zero-filled image plus the mask (a
+    model that can marginalise uses it); models that impute are also scored impute-then-classify."""
+    n = ctx.budget["missing_features"]
+    images, labels = ctx.data.test_images[:n], ctx.data.test_labels[:n]
+    can_impute = "impute" in capabilities_of(model)
+    results: dict[str, Any] = {"n": n}
+    for name, observed in observed_masks(n, torch.Generator().manual_seed(ctx.seed)).items():
+        masked = images * observed
+        log_probs = batched(model.classify, masked, observed, batch_size=ctx.batch_size, device=ctx.device)
+        row = {"fraction_missing": 1 - observed.float().mean().item(), "accuracy": _accuracy(log_probs, labels)}
+        if can_impute:
+            filled = batched(model.impute, masked, observed, batch_size=ctx.batch_size, device=ctx.device)
+            missing = ~observed
+            row["impute_mse"] = ((filled - images)[missing] ** 2).mean().item() if missing.any() else 0.0
+            row["observed_unchanged"] = bool(torch.equal(filled[observed], masked[observed]))
+            log_probs = batched(model.classify, filled, batch_size=ctx.batch_size, device=ctx.device)
+            row["impute_then_classify_accuracy"] = _accuracy(log_probs, labels)
+        results[name] = row
+    return results
+
+
+def _accuracy(log_probs: Tensor, labels: Tensor) -> float:
+    return (log_probs.argmax(1) == labels).float().mean().item()
+
+
+def rows(results: Results, records: dict[str, dict[str, Any]]) -> dict[str, dict[str, str]]:
+    table: dict[str, dict[str, str]] = {}
+    for m, r in results.items():
+        for setting, values in (r or {}).items():
+            if isinstance(values, dict):  # a mask, not "n"
+                cell = f"{values['accuracy']:.4f}"
+                if "impute_then_classify_accuracy" in values:
+                    cell += f" (impute→classify {values['impute_then_classify_accuracy']:.4f}, MSE {values['impute_mse']:.4f})"
+                table.setdefault(setting, {})[m] = cell
+    return table
+
+
+def summary(result: dict[str, Any] | None, record: dict[str, Any]) -> dict[str, str]:
+    half = (result or {}).get("random_50")
+    if not half:
+        return {}
+    cell = f"50% missing: acc {half['accuracy']:.4f}"
+    if "impute_then_classify_accuracy" in half:
+        cell += f", impute→classify {half['impute_then_classify_accuracy']:.4f}"
+    return {"Missing features": cell}
+
+
+def figure(results: Results, out_dir: Path) -> list[str]:
+    """Accuracy against the fraction of random pixels missing; dashed: impute-then-classify."""
+    with_missing = {m: r for m, r in results.items() if r}
+    if not with_missing:
+        return []
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for m, res in with_missing.items():
+        rand = [res[k] for k in sorted(res) if k.startswith("random_")]
+        x = [r["fraction_missing"] for r in rand]
+        line = ax.plot(x, [r["accuracy"] for r in rand], marker="o", label=m)[0]
+        if "impute_then_classify_accuracy" in rand[0]:
+            ax.plot(
+                x,
+                [r["impute_then_classify_accuracy"] for r in rand],
+                ls="--",
+                marker="x",
+                color=line.get_color(),
+                label=f"{m} (impute→classify)",
+            )
+    ax.set(xlabel="fraction of pixels missing", ylabel="test accuracy", title="Missing features", ylim=(0, 1))
+    ax.legend(fontsize=8)
+    save_figure(fig, out_dir / "missing_features.png")
+    return ["missing_features.png"]
+
+
+SUITE = Suite(
+    name="missing_features",
+    needs=("classify",),
+    run=missing_features,
+    title="Missing features (accuracy; zero-filled input + mask)",
+    rows=rows,
+    summary=summary,
+    summary_rank=3,
+    figure=figure,
+)
