@@ -1,12 +1,20 @@
 """Evaluate trained checkpoints side by side: ``python evaluate.py ckpts='[a.ckpt, runs/b]'``.
 
 Every model runs every suite its capabilities allow (``dgbench.evaluation.suites``); the rest are reported
-N/A. Writes report.json, report.md and figures to the run directory.
+N/A. Writes report.json, report.md and figures to the run directory. Each (checkpoint, suite) result
+is saved the moment it is finished and cached by what determines it (``dgbench.evaluation.records``):
+an interrupted evaluation, re-run, continues where it stopped; an unchanged checkpoint is not
+evaluated twice (``cache=false`` forces it); ``records='[<dir>, ...]'`` rebuilds or merges reports.
 """
 
 from __future__ import annotations
 
+import inspect
+import os
+import shlex
+import sys
 import time
+from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +26,20 @@ from dgbench import DGBenchError
 from dgbench.capabilities import capabilities_of
 from dgbench.checkpoint import load_model, resolve_checkpoint
 from dgbench.cli import check_command_line
-from dgbench.evaluation.features import load_feature_net
+from dgbench.evaluation import metrics, stats
+from dgbench.evaluation.features import feature_net_path, load_feature_net
+from dgbench.evaluation.records import (
+    RECORDS,
+    RecordStore,
+    file_digest,
+    read_records,
+    record_key,
+    source_digest,
+    tensor_digest,
+)
 from dgbench.evaluation.report import write_report
 from dgbench.evaluation.suites import SUITES, Context, load_eval_data
+from dgbench.evaluation.suites import common as suites_common
 from dgbench.rundir import RunDir
 from dgbench.runtime import environment, friendly_errors, register_resolvers
 
@@ -38,6 +57,8 @@ def select_suites(requested: Any) -> tuple[list[str], bool]:
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    if cfg.get("records"):
+        return rebuild_report(list(cfg.records), Path(cfg.paths.output_dir))
     paths = list(cfg.ckpts or [])
     if not paths:
         raise DGBenchError(
@@ -48,10 +69,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     device = torch.device(auto_device if cfg.device == "auto" else cfg.device)
     checkpoints = [resolve_checkpoint(p) for p in paths]
     names = list(cfg.names or [])
+    inference = OmegaConf.to_container(cfg.inference) if cfg.inference else {}
     models: dict[str, Any] = {}
     for i, ckpt in enumerate(checkpoints):
         model = load_model(ckpt, device)
-        for key, value in (cfg.inference or {}).items():
+        for key, value in inference.items():
             if hasattr(model, key):
                 setattr(model, key, value)
         name = names[i] if i < len(names) else model.family
@@ -68,33 +90,20 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     uses_feature_net = any(SUITES[s].uses_feature_net for s in runnable)
     feature_net = load_feature_net(cfg.feature_net, device) if uses_feature_net else None
     ctx = Context(data, budget, device, cfg.batch_size, cfg.seed, feature_net)
-    results: dict[str, dict[str, Any]] = {}
-    start = time.perf_counter()
-    for name, (model, ckpt) in models.items():
-        capabilities = capabilities_of(model)
-        results[name] = {
-            "family": model.family,
-            "kind": model.kind,
-            "checkpoint": str(ckpt),
-            "capabilities": capabilities,
-            "training": RunDir.of_checkpoint(ckpt).metrics(),
-            "suites": {},
-        }
-        for suite in suites:
-            needs, run = SUITES[suite].needs, SUITES[suite].run
-            if not set(needs) <= set(capabilities):
-                results[name]["suites"][suite] = None
-                print(
-                    f"[{time.perf_counter() - start:7.1f}s] {name}: {suite} N/A (needs {', '.join(needs)})",
-                    flush=True,
-                )
-                continue
-            t0 = time.perf_counter()
-            results[name]["suites"][suite] = {**run(model, ctx), "seconds": round(time.perf_counter() - t0, 2)}
-            print(
-                f"[{time.perf_counter() - start:7.1f}s] {name}: {suite} done in {time.perf_counter() - t0:.1f}s",
-                flush=True,
-            )
+    out_dir = Path(cfg.paths.output_dir)
+    store = RecordStore(cfg.records_dir or out_dir / RECORDS, cfg.cache_dir if cfg.cache else None)
+    # Everything besides the checkpoint and the suite that determines a result (records.py).
+    common_key = {
+        "data": tensor_digest(*astuple(data)[1:-1], *data.ood.values()),
+        "ood_sets": list(data.ood),
+        "in_distribution": cfg.in_distribution,
+        "seed": cfg.seed,
+        "inference": inference,
+        "batch_size": cfg.batch_size,
+        "device": str(device),
+        "torch": torch.__version__,
+    }
+    feature_digest = file_digest(feature_net_path(cfg.feature_net)) if uses_feature_net else None
     meta = {
         "in_distribution": cfg.in_distribution,
         "suites": suites,
@@ -102,12 +111,106 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "seed": cfg.seed,
         **environment(),
         "eval_device": str(device),
-        "wall_time_s": round(time.perf_counter() - start, 1),
     }
-    out_dir = Path(cfg.paths.output_dir)
+    store.save_meta(meta)
+    results: dict[str, dict[str, Any]] = {}
+    start, measured, reused = time.perf_counter(), 0, 0
+    clock = lambda: f"[{time.perf_counter() - start:7.1f}s]"  # noqa: E731
+    try:
+        for index, (name, (model, ckpt)) in enumerate(models.items()):
+            capabilities = capabilities_of(model)
+            results[name] = {
+                "family": model.family,
+                "kind": model.kind,
+                "checkpoint": portable_path(ckpt),
+                "sha256": file_digest(ckpt),
+                "capabilities": capabilities,
+                "training": portable_training(RunDir.of_checkpoint(ckpt).metrics()),
+                "suites": {},
+            }
+            store.save_model(index, name, {k: v for k, v in results[name].items() if k != "suites"})
+            family_key = {"checkpoint": results[name]["sha256"], "family_code": family_code_digest(type(model))}
+            for suite in suites:
+                record = SUITES[suite]
+                if not set(record.needs) <= set(capabilities):
+                    results[name]["suites"][suite] = None
+                    store.save(index, name, suite, None, None)
+                    print(f"{clock()} {name}: {suite} N/A (needs {', '.join(record.needs)})", flush=True)
+                    continue
+                key = record_key(
+                    **common_key,
+                    **family_key,
+                    suite=suite,
+                    suite_code=suite_code_digest(record),
+                    budget=budget.get(suite),
+                    feature_net=feature_digest if record.uses_feature_net else None,
+                )
+                try:
+                    results[name]["suites"][suite] = store.cached(key)
+                    store.save(index, name, suite, key, results[name]["suites"][suite], cache=False)
+                    reused += 1
+                    print(f"{clock()} {name}: {suite} reused (cached: {key[:12]})", flush=True)
+                    continue
+                except KeyError:
+                    pass
+                t0 = time.perf_counter()
+                result = {**record.run(model, ctx), "seconds": round(time.perf_counter() - t0, 2)}
+                store.save(index, name, suite, key, result)
+                results[name]["suites"][suite] = result
+                measured += 1
+                print(f"{clock()} {name}: {suite} done in {time.perf_counter() - t0:.1f}s", flush=True)
+    except KeyboardInterrupt:
+        missing = [f"{m}/{s}" for m in models for s in suites if s not in results.get(m, {}).get("suites", {})]
+        command = "python " + " ".join(shlex.quote(arg) for arg in sys.argv)
+        meta["incomplete"] = f"interrupted: {len(missing)} suite result(s) missing ({', '.join(missing)})"
+        meta["complete_with"] = f"{command}   (re-uses every saved result)"
+        write_report(results, meta, out_dir)
+        print(f"\ninterrupted: partial report {out_dir / 'report.md'}; complete it with: {command}", file=sys.stderr)
+        sys.exit(130)
+    meta["wall_time_s"] = round(time.perf_counter() - start, 1)
     write_report(results, meta, out_dir)
-    print(f"report: {out_dir / 'report.md'}")
+    print(f"report: {out_dir / 'report.md'} ({measured} suite results measured, {reused} reused)")
     return results
+
+
+def rebuild_report(record_dirs: list[str], out_dir: Path) -> dict[str, Any]:
+    """report.json/report.md from the records of earlier evaluations alone: one evaluation's report
+    rebuilt, or several (e.g. the jobs of a multirun, one checkpoint each) merged into one."""
+    try:
+        meta, results = read_records(record_dirs)
+    except FileNotFoundError as err:
+        raise DGBenchError(f"{err}: pass output directories of evaluate.py runs") from None
+    meta["merged_from"] = [portable_path(d) for d in record_dirs]
+    write_report(results, meta, out_dir)
+    print(f"report: {out_dir / 'report.md'} (from the records of {len(record_dirs)} evaluation(s))")
+    return results
+
+
+def portable_path(path: str | Path) -> str:
+    """A path as the command's working directory sees it: what a report names, on any machine."""
+    return os.path.relpath(Path(path).resolve(), Path.cwd())
+
+
+def portable_training(metrics: dict[str, Any]) -> dict[str, Any]:
+    if metrics.get("ckpt_path"):
+        metrics = {**metrics, "ckpt_path": portable_path(metrics["ckpt_path"])}
+    return metrics
+
+
+def family_code_digest(cls: type) -> str:
+    """The source of the family's modules: its class, its bases and the modules and classes its
+    module uses from models/ (networks, schedules, sampling loops)."""
+    modules = {sys.modules[c.__module__] for c in cls.__mro__ if c.__module__.split(".")[0] in ("models", "dgbench")}
+    for value in vars(sys.modules[cls.__module__]).values():
+        module = value if inspect.ismodule(value) else sys.modules.get(getattr(value, "__module__", None) or "")
+        if module is not None and module.__name__.split(".")[0] == "models":
+            modules.add(module)
+    return source_digest(*sorted(modules, key=lambda m: m.__name__))
+
+
+def suite_code_digest(suite: Any) -> str:
+    """The suite's module, the shared suite code and the metrics: changes when the definition does."""
+    return source_digest(sys.modules[suite.run.__module__], suites_common, metrics, stats)
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="evaluate")

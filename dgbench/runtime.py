@@ -54,7 +54,7 @@ def environment() -> dict[str, Any]:
         if torch.cuda.is_available()
         else f"cpu ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
     )
-    return {"device": device, "torch_version": torch.__version__, "python": platform.python_version()}
+    return {"device": device, "torch_version": str(torch.__version__), "python": platform.python_version()}
 
 
 @contextlib.contextmanager
