@@ -63,6 +63,10 @@ def check_idx_file(path: Path) -> None:
 @functools.lru_cache(maxsize=4)  # evaluation and tests set up the same splits repeatedly
 def load_split(name: str, root: str | Path, train: bool, download: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode one split to ``(images uint8 (N, 28, 28), labels int64 (N,))`` on the CPU."""
+    if name in ASSET_DATASETS:  # test-only sets shipped in dgbench/assets/: nothing under root
+        if train:
+            raise DGBenchError(f"{name} has only a test split: load it with train=False")
+        return ASSET_DATASETS[name]()
     if name not in DATASETS:
         raise DGBenchError(f"unknown dataset {name!r}: choose one of {sorted(DATASETS)}")
     dataset_cls = DATASETS[name]
@@ -84,6 +88,32 @@ def load_split(name: str, root: str | Path, train: bool, download: bool = True) 
         check_idx_file(f)
     dataset = dataset_cls(str(root), train=train, download=False)
     return dataset.data.contiguous(), dataset.targets.long()
+
+
+LETTERS_ASSET = Path(__file__).parent / "assets" / "letters.pt"
+
+
+def load_letters(path: str | Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Printed letters that are not digits, preprocessed like MNIST: a near-out-of-distribution set.
+
+    Returns ``(images uint8 (N, 28, 28), labels int64 (N,))``; a label indexes the asset's
+    ``alphabet``. The asset is written by ``benchmarks/make_letters.py`` (whose docstring says how)
+    and committed, since its rendering depends on the machine's fonts and FreeType.
+    """
+    path = LETTERS_ASSET if path is None else Path(path)
+    if not path.is_file():
+        raise DGBenchError(f"letters asset {path} not found: run python benchmarks/make_letters.py")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        return data["images"], data["labels"]
+    except Exception as err:  # noqa: BLE001 - a truncated or foreign file gets the same actionable message
+        raise DGBenchError(
+            f"letters asset {path} is unreadable ({type(err).__name__}): run python benchmarks/make_letters.py"
+        ) from None
+
+
+# Test-split-only datasets shipped as files in dgbench/assets/, by the name load_split knows them by.
+ASSET_DATASETS = {"letters": load_letters}
 
 
 def stratified_subset(labels: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
@@ -183,7 +213,9 @@ class MNISTDataModule(L.LightningDataModule):
         name: ``mnist`` or ``fashion_mnist``.
         root: folder holding ``MNIST/raw/`` etc.; defaults to ``$DATA_DIR``, else ``./data``.
         batch_size: training batch size (evaluation uses ``eval_batch_size``).
-        val_size: examples held out of the 60k training split for validation.
+        val_size: examples held out of the 60k training split for validation; 0 = no validation
+            split, so that with ``train_size`` the module holds exactly that many labelled
+            training images and no other (the learning curves' protocol).
         train_size: if set, a class-stratified subset of the remaining training examples.
         max_shift: random translation of up to this many pixels per training image (0 = off).
         download: let torchvision fetch missing files (needs internet).
@@ -220,6 +252,8 @@ class MNISTDataModule(L.LightningDataModule):
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         images, labels = load_split(self.name, self.root, True, self.download)
         generator = torch.Generator().manual_seed(self.seed)
+        if not 0 <= self.val_size < len(images):
+            raise DGBenchError(f"data.val_size={self.val_size} must be in [0, {len(images) - 1}] (0 = no validation)")
         perm = torch.randperm(len(images), generator=generator)
         val_idx, train_idx = perm[: self.val_size], perm[self.val_size :]
         if self.train_size is not None:
