@@ -12,7 +12,9 @@ Stages (presets in configs/benchmark.yaml):
             Fashion-MNIST runs) in one pool of --jobs workers, most expensive first
   evaluate  evaluate.py on all families: report.json/.md, ROC, missing-feature and sample figures
   curves    data efficiency: each classifier trained on 100 / 1k / 10k / all labels, test accuracy
-            on the full test set (Ng & Jordan 2001's experiment), curves.json/.md, learning_curves.png
+            on the full test set (Ng & Jordan 2001's experiment), curves.json/.md, learning_curves.png;
+            a point at n reads exactly n labels (no validation, fixed steps, last checkpoint), once
+            per seed (each its own subset), shown as mean ± sd
   fashion   the hard OOD direction: families trained on Fashion-MNIST, MNIST as the OOD set
 A run whose metrics.json says complete is reused, so an interrupted benchmark goes on where it
 stopped, and a stage run on its own trains what it lacks. Each stage prints a progress line;
@@ -102,24 +104,52 @@ def family_jobs(preset: Any, common: list[str], runs: Path) -> list[Job]:
     return [(family, [*common, *overrides], runs / family) for family, overrides in preset.families.items()]
 
 
-def curve_jobs(preset: Any, common: list[str], runs: Path) -> list[tuple[Job, int | str]]:
-    """(job, labelled images) for every point of the data-efficiency curves."""
-    jobs: list[tuple[Job, int | str]] = []
-    for family, spec in preset.curves.families.items():
-        for size in preset.curves.sizes:
-            overrides = [*common, *preset.families[family]]
-            if size is not None:
-                overrides.append(f"data.train_size={size}")
-                if spec.steps is not None:  # a fixed number of updates, one validation at the end
-                    overrides += [
-                        "trainer.max_epochs=-1",
-                        f"trainer.max_steps={spec.steps}",
-                        "trainer.check_val_every_n_epoch=null",
-                        f"trainer.val_check_interval={spec.steps}",
-                    ]
-            # all labels = the preset itself: the train stage's run, reused when it exists
-            run_dir = runs / "curves" / f"{family}_{size}" if size is not None else runs / family
-            jobs.append(((f"{family} n={size or 'all'}", overrides, run_dir), size or "all"))
+# The learning curves' protocol: below the full set a point at n reads exactly n labelled images.
+# data.val_size=0 carves no validation split out of the training images (the data module holds the
+# n training images and nothing else labelled) and trainer.limit_val_batches=0 runs no validation
+# loop; with nothing to choose a checkpoint on, the best-checkpoint callback goes and the last
+# checkpoint (monitor None: the latest state) is what train.py tests. Steps and hyper-parameters
+# are the preset's (configs/benchmark.yaml, curves), the same at every size and seed.
+NO_VALIDATION = ["data.val_size=0", "trainer.limit_val_batches=0", "~callbacks.model_checkpoint"]
+# At n=100 an epoch is one step: no per-epoch progress line or sample grid (thousands, unused).
+QUIET = ["~callbacks.epoch_line", "~callbacks.sample_grid"]
+PRESET_SEED = OmegaConf.load(ROOT / "configs" / "train.yaml").seed  # the seed of the families' own runs
+
+
+def curve_jobs(preset: Any, common: list[str], runs: Path) -> list[tuple[Job, int | str, int]]:
+    """(job, labelled images, seed) for every run of the data-efficiency curves.
+
+    Below the full set each size runs once per ``curves.seeds`` (or the family's own ``seeds``):
+    the seed draws the stratified subset (data.seed follows seed) and the training noise. The full
+    set runs once per ``curves.full_set_seeds`` as the family's preset with its validation split;
+    at the families' own seed and without curve-specific overrides that is the train stage's run.
+    """
+    curves = preset.curves
+    jobs: list[tuple[Job, int | str, int]] = []
+    for family, spec in curves.families.items():
+        extra = list(spec.get("overrides") or [])  # the family's curve-wide settings (NB's alpha)
+        seeds = spec.get("seeds") or curves.seeds  # a family may run fewer where each run costs minutes
+        for size in curves.sizes:
+            for seed in seeds if size is not None else curves.full_set_seeds:
+                overrides = [*common, *preset.families[family], *extra, f"seed={seed}"]
+                if size is not None:
+                    overrides += [f"data.train_size={size}", *NO_VALIDATION, *QUIET]
+                    if spec.steps is not None:  # a fixed number of updates; the last one is saved
+                        overrides += [  # (an epoch may be one step: no epoch-based schedule)
+                            "trainer.max_epochs=-1",
+                            f"trainer.max_steps={spec.steps}",
+                            "trainer.check_val_every_n_epoch=null",
+                            f"trainer.val_check_interval={spec.steps}",
+                            f"+callbacks.last_checkpoint.every_n_train_steps={spec.steps}",
+                        ]
+                    else:  # the preset's epochs (naive Bayes: one counting pass); saved at epoch end
+                        overrides.append("+callbacks.last_checkpoint.save_on_train_epoch_end=true")
+                label = size or "all"
+                if size is None and seed == PRESET_SEED and not extra:
+                    run_dir = runs / family  # the train stage's run of the family's preset
+                else:
+                    run_dir = runs / "curves" / f"{family}_{label}_s{seed}"
+                jobs.append(((f"{family} n={label} seed={seed}", overrides, run_dir), label, seed))
     return jobs
 
 
@@ -136,7 +166,7 @@ def stage_train(preset: Any, common: list[str], runs: Path, workers: int, stages
     if "fashion" in stages:
         jobs += fashion_jobs(preset, common, runs)[::-1]
     if "curves" in stages:
-        jobs += [job for job, _ in curve_jobs(preset, common, runs)[::-1]]
+        jobs += [job for job, _, _ in curve_jobs(preset, common, runs)[::-1]]
     unique: dict[Path, Job] = {}
     for job in jobs:  # the curves' "all" points are the families' own runs: trained once
         unique.setdefault(job[2], job)
@@ -144,33 +174,55 @@ def stage_train(preset: Any, common: list[str], runs: Path, workers: int, stages
     train_runs(list(unique.values()), workers)
 
 
-def run_evaluate(overrides: list[str], out: Path) -> None:
-    evaluate(compose_config(overrides, out, config_name="evaluate"))
+def run_evaluate(overrides: list[str], out: Path, runs: Path) -> None:
+    """evaluate.py into ``out``; its records and cache stay with the runs, so an interrupted
+    benchmark loses no finished evaluation and results/ gets only the report and figures."""
+    records = [f"records_dir={runs / 'evaluate' / out.name}", f"cache_dir={runs / 'evaluate' / 'cache'}"]
+    evaluate(compose_config([*overrides, *records], out, config_name="evaluate"))
 
 
 def stage_evaluate(preset: Any, runs: Path, out: Path) -> None:
     ckpts = ",".join(str(runs / family) for family in preset.families)
     say(f"  evaluating {len(preset.families)} families -> {out}")
-    run_evaluate([f"ckpts=[{ckpts}]", *preset.evaluate], out)
+    run_evaluate([f"ckpts=[{ckpts}]", *preset.evaluate], out, runs)
 
 
 def stage_curves(preset: Any, common: list[str], runs: Path, out: Path, workers: int) -> None:
-    jobs, sizes = zip(*curve_jobs(preset, common, runs), strict=True)
+    jobs, sizes, seeds = zip(*curve_jobs(preset, common, runs), strict=True)
     points = [
         {
             "family": metrics["family"],
             "kind": metrics["kind"],
             "train_size": size,
+            "seed": seed,
             "test_acc": metrics.get("test/acc"),
             "train_time_s": metrics["train_time_s"],
             "global_step": metrics["global_step"],
         }
-        for size, metrics in zip(sizes, train_runs(list(jobs), workers), strict=True)
+        for size, seed, metrics in zip(sizes, seeds, train_runs(list(jobs), workers), strict=True)
     ]
-    write_curves(points, out)
+    steps = {f: spec.steps for f, spec in preset.curves.families.items()}
+    settings = {f: list(spec.get("overrides") or []) for f, spec in preset.curves.families.items()}
+    write_curves(points, out, steps, settings)
 
 
-def write_curves(points: list[dict[str, Any]], out: Path) -> None:
+FULL_SET = 60_000  # "all": the preset's 55 000 training images + the 5 000 validation images that pick its checkpoint
+
+
+def mean_sd(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single run)."""
+    mean = sum(values) / len(values)
+    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
+    return mean, var**0.5
+
+
+def write_curves(
+    points: list[dict[str, Any]],
+    out: Path,
+    steps: dict[str, int | None] | None = None,
+    settings: dict[str, list[str]] | None = None,
+) -> None:
+    """curves.json (every run), curves.md (mean ± sd per point, runs in brackets), learning_curves.png."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -180,24 +232,63 @@ def write_curves(points: list[dict[str, Any]], out: Path) -> None:
     write_json(out / "curves.json", {"points": points, **environment()})
     sizes = sorted({str(p["train_size"]) for p in points}, key=lambda s: float("inf") if s == "all" else int(s))
     families = list(dict.fromkeys(p["family"] for p in points))
-    acc = {(p["family"], str(p["train_size"])): p["test_acc"] for p in points}
-    lines = ["| family | kind | " + " | ".join(f"n={s}" for s in sizes) + " |", "|---|---|" + "---|" * len(sizes)]
+    accs: dict[tuple[str, str], list[float]] = {}
+    for p in points:
+        if p["test_acc"] is not None:
+            accs.setdefault((p["family"], str(p["train_size"])), []).append(100 * p["test_acc"])
+
+    def cell(values: list[float] | None) -> str:
+        if not values:
+            return "–"
+        mean, sd = mean_sd(values)
+        return f"{mean:.1f} ± {sd:.1f}% ({len(values)})" if len(values) > 1 else f"{mean:.1f}% (1)"
+
+    header = [f"n={FULL_SET} (all)" if s == "all" else f"n={s}" for s in sizes]
+    lines = ["| family | kind | " + " | ".join(header) + " |", "|---|---|" + "---|" * len(sizes)]
     for family in families:
         kind = next(p["kind"] for p in points if p["family"] == family)
-        cells = [f"{100 * acc[family, s]:.1f}%" if acc.get((family, s)) is not None else "–" for s in sizes]
-        lines.append(f"| {family} | {kind} | " + " | ".join(cells) + " |")
-    (out / "curves.md").write_text(
-        "Test accuracy (10 000 MNIST test images) by labelled training images.\n\n" + "\n".join(lines) + "\n"
+        lines.append(f"| {family} | {kind} | " + " | ".join(cell(accs.get((family, s))) for s in sizes) + " |")
+    per_family = []
+    for family, n in (steps or {}).items():
+        training = "its preset's epochs" if n is None else f"{n} steps"
+        extra = " ".join((settings or {}).get(family, []))
+        per_family.append(f"{family} {training}" + (f" ({extra} at every size)" if extra else ""))
+    protocol = (
+        "Protocol: below the full set, a point at n reads exactly n labelled images: a class-stratified "
+        "subset of the 60 000 training images drawn by the run's seed (which also seeds training), no "
+        "validation split and no checkpoint selection: the fixed number of optimiser steps written in "
+        "the preset, and the last checkpoint is tested. The full set is the "
+        "family's preset, 55 000 training images plus the 5 000 validation images that pick its "
+        "checkpoint: n = 60 000 labels. Cells: mean ± sample sd over seeds (runs in brackets)."
     )
+    text = [
+        "Test accuracy (all 10 000 MNIST test images) by labelled images.",
+        "",
+        protocol,
+        *(["", "Below the full set (configs/benchmark.yaml, curves): " + "; ".join(per_family) + "."] if steps else []),
+        "",
+        *lines,
+    ]
+    (out / "curves.md").write_text("\n".join(text) + "\n")
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    full = 55_000  # "all": the training split after the 5 000 validation images
     for family in families:
-        mine = [p for p in points if p["family"] == family and p["test_acc"] is not None]
-        xs = [full if p["train_size"] == "all" else p["train_size"] for p in mine]
-        style = "-" if mine[0]["kind"] == "discriminative" else "--"
-        ax.plot(xs, [100 * p["test_acc"] for p in mine], style, marker="o", label=f"{family} ({mine[0]['kind']})")
-    ax.set(xscale="log", xlabel="labelled training images", ylabel="test accuracy (%)", title="Data efficiency")
+        mine = [s for s in sizes if accs.get((family, s))]
+        if not mine:
+            continue
+        kind = next(p["kind"] for p in points if p["family"] == family)
+        stats = [mean_sd(accs[family, s]) for s in mine]
+        xs = [FULL_SET if s == "all" else int(s) for s in mine]
+        ax.errorbar(
+            xs,
+            [m for m, _ in stats],
+            yerr=[sd for _, sd in stats],
+            fmt="-o" if kind == "discriminative" else "--o",
+            capsize=3,
+            label=f"{family} ({kind})",
+        )
+    ax.set(xscale="log", xlabel="labelled images (all = 55 000 train + 5 000 val)", ylabel="test accuracy (%)")
+    ax.set_title("Data efficiency (mean ± sd over seeds)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -210,7 +301,7 @@ def stage_fashion(preset: Any, common: list[str], runs: Path, out: Path, workers
     ckpts = ",".join(str(runs / "fashion" / family) for family in preset.fashion.families)
     say(f"  evaluating OOD: Fashion-MNIST in distribution, MNIST out -> {out / 'fashion'}")
     overrides = [f"ckpts=[{ckpts}]", "in_distribution=fashion_mnist", "suites=[ood]", *preset.fashion.evaluate]
-    run_evaluate(overrides, out / "fashion")
+    run_evaluate(overrides, out / "fashion", runs)
 
 
 def main() -> None:

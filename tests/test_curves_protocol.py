@@ -1,0 +1,102 @@
+"""The learning curves' protocol: a model trained on n labels sees exactly n labels.
+
+Each run is built exactly as benchmarks/primer.py's ``curve_jobs`` configures it: below the full set
+the data module holds n labelled training images and no validation split, no checkpoint is chosen
+on a validation metric (the last one is tested), and every seed draws its own stratified subset.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import CONFIGS, ROOT
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import OmegaConf
+
+from dgbench.runtime import compose_config
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from primer import curve_jobs  # noqa: E402
+
+PRESETS = OmegaConf.load(CONFIGS / "benchmark.yaml")
+
+
+def jobs_at(preset: str, family: str, size: int | str) -> list[tuple[list[str], Path, int]]:
+    """(overrides, run directory, seed) of the curve runs of ``family`` at ``size`` labels."""
+    spec = PRESETS[preset]
+    found = [
+        (overrides, run_dir, seed)
+        for (_, overrides, run_dir), label, seed in curve_jobs(spec, list(spec.get("common", [])), Path("runs"))
+        if label == size and run_dir.name.startswith(family)
+    ]
+    assert found, f"no curve run of {family} at {size} in the {preset} preset"
+    return found
+
+
+def labelled(cfg: Any) -> dict[str, Any]:
+    """The data module the run would train on, set up: its splits (images, labels)."""
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    return datamodule.splits
+
+
+@pytest.mark.parametrize("family", ["logistic_regression", "naive_bayes", "resnet", "vae"])
+def test_a_run_at_n_100_reads_exactly_100_labels_and_selects_nothing_on_validation(family: str, tmp_path: Path) -> None:
+    from train import build_callbacks
+
+    for overrides, _, seed in jobs_at("cpu", family, 100):
+        cfg = compose_config(overrides, tmp_path)
+        splits = labelled(cfg)
+        assert len(splits["train"][1]) == 100 and len(splits["val"][1]) == 0  # train + val = n
+        assert cfg.data.seed == cfg.seed == seed  # the seed draws the subset
+        # No validation loop, and no checkpoint picked on a metric: the last state is the one tested.
+        assert cfg.trainer.limit_val_batches == 0
+        assert "model_checkpoint" not in cfg.callbacks
+        checkpoints = [
+            c for c in build_callbacks(cfg, instantiate(cfg.model, _convert_="all")) if isinstance(c, ModelCheckpoint)
+        ]
+        assert [(Path(c.filename).name, c.monitor) for c in checkpoints] == [("last", None)]
+        steps = PRESETS.cpu.curves.families[family].steps
+        if steps is not None:  # step-bounded: saved once, at the last step
+            assert cfg.trainer.max_steps == steps and checkpoints[0]._every_n_train_steps == steps
+
+
+def test_seeds_draw_different_subsets_of_the_same_class_balance(tmp_path: Path) -> None:
+    subsets, counts = [], []
+    for overrides, _, _ in jobs_at("cpu", "logistic_regression", 100):
+        images, labels = labelled(compose_config(overrides, tmp_path))["train"]
+        subsets.append(images.flatten(1))
+        counts.append(labels.bincount(minlength=10).tolist())
+    assert len(subsets) >= 3 and all(c == counts[0] for c in counts)  # stratified: same class counts
+    for i in range(len(subsets)):
+        for j in range(i + 1, len(subsets)):
+            assert not subsets[i].equal(subsets[j])
+
+
+def test_naive_bayes_alpha_is_fixed_a_priori_at_every_size(tmp_path: Path) -> None:
+    for size in [*(s for s in PRESETS.cpu.curves.sizes if s is not None), "all"]:
+        for overrides, _, _ in jobs_at("cpu", "naive_bayes", size):
+            assert compose_config(overrides, tmp_path).model.alpha == 1
+
+
+def test_the_full_set_is_the_presets_run_with_its_validation(tmp_path: Path) -> None:
+    # 55 000 training + 5 000 validation images: the curves state n = 60 000 for this point.
+    [(overrides, run_dir, seed)] = jobs_at("cpu", "logistic_regression", "all")
+    assert run_dir == Path("runs") / "logistic_regression" and seed == 42  # the train stage's run, reused
+    splits = labelled(compose_config(overrides, tmp_path))
+    assert len(splits["train"][1]) + len(splits["val"][1]) == 60_000
+
+
+def test_a_trained_curve_run_tests_its_last_checkpoint(tmp_path: Path) -> None:
+    """End to end on the tiny preset: n = 100, no validation, the last checkpoint tested."""
+    from train import train
+
+    overrides, _, _ = jobs_at("tiny", "logistic_regression", 100)[0]
+    metrics = train(compose_config(overrides, tmp_path))
+    assert metrics["complete"] and metrics["global_step"] == PRESETS.tiny.curves.families.logistic_regression.steps
+    assert Path(metrics["ckpt_path"]).name == "last.ckpt" and 0 < metrics["test/acc"] <= 1
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["last.ckpt"]
