@@ -8,6 +8,9 @@ L2-regularised cross-entropy, the negative log-posterior of W under a Gaussian p
 The penalty is part of the objective rather than the optimiser's weight decay, so the model is the
 same whichever optimiser fits it; it is what keeps a 7850-parameter model sane on 100 examples
 (Ng & Jordan 2001 compare it with naive Bayes, its generative twin, across training-set sizes).
+
+With ``mask_channel`` (models/discriminative.py) x is the zero-filled image and the mask, 2 x 784
+inputs, so W has a weight per pixel for "observed" as well as for its value.
 """
 
 from __future__ import annotations
@@ -30,20 +33,23 @@ class LogisticRegression(LogitClassifier):
     def __init__(
         self,
         l2: float = 1e-4,
+        mask_channel: bool = False,
+        mask_prob: float = 0.5,
+        max_missing: float = 0.9,
         optimizer: OptimizerFactory | None = None,
         scheduler: SchedulerFactory | None = None,
     ) -> None:
-        super().__init__(optimizer, scheduler)
+        super().__init__(optimizer, scheduler, mask_channel=mask_channel, mask_prob=mask_prob, max_missing=max_missing)
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
         self.l2 = l2
-        self.linear = nn.Linear(NUM_PIXELS, NUM_CLASSES)
+        self.linear = nn.Linear(self.in_channels * NUM_PIXELS, NUM_CLASSES)
         nn.init.zeros_(self.linear.weight)  # the objective is convex: start at the uniform p(y|x)
         nn.init.zeros_(self.linear.bias)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def logits(self, inputs: Tensor) -> Tensor:
         """Logits W x + c, in float32 (a linear model gains nothing from bf16)."""
-        with torch.autocast(x.device.type, enabled=False):
-            return self.linear(x.flatten(1).float())
+        with torch.autocast(inputs.device.type, enabled=False):
+            return self.linear(inputs.flatten(1).float())
 
     def loss(self, logits: Tensor, y: Tensor) -> Tensor:
         return F.cross_entropy(logits, y) + 0.5 * self.l2 * self.linear.weight.square().sum()  # MAP objective above

@@ -29,7 +29,7 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    """A ResNet for 28x28 single-channel images.
+    """A ResNet for 28x28 images of ``in_channels`` channels (1: a gray image).
 
     A 3x3 stem (stride ``stem_stride``) is followed by ``len(stages)`` stages of ``depth``
     blocks each; stage ``i`` has ``width * 2**i`` channels and halves the resolution, except
@@ -44,9 +44,10 @@ class ResNet(nn.Module):
         num_stages: int = 3,
         stem_stride: int = 1,
         dropout: float = 0.0,
+        in_channels: int = 1,
     ) -> None:
         super().__init__()
-        self.stem = nn.Conv2d(1, width, 3, stem_stride, 1, bias=False)
+        self.stem = nn.Conv2d(in_channels, width, 3, stem_stride, 1, bias=False)
         blocks: list[nn.Module] = []
         channels = width
         for stage in range(num_stages):
