@@ -126,9 +126,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                 "sha256": file_digest(ckpt),
                 "capabilities": capabilities,
                 "training": portable_training(RunDir.of_checkpoint(ckpt).metrics()),
+                "budget": budget,
                 "suites": {},
             }
-            store.save_model(index, name, {k: v for k, v in results[name].items() if k != "suites"})
+            store.save_model(index, name, {k: v for k, v in results[name].items() if k not in ("suites", "budget")})
             family_key = {"checkpoint": results[name]["sha256"], "family_code": family_code_digest(type(model))}
             for suite in suites:
                 record = SUITES[suite]

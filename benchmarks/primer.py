@@ -33,7 +33,8 @@ import multiprocessing
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dgbench import DGBenchError  # noqa: E402
+from dgbench.evaluation.suites import SUITES  # noqa: E402
 from dgbench.rundir import RunDir  # noqa: E402
 from dgbench.runtime import compose_config, environment, exit_with, write_json  # noqa: E402
 from evaluate import evaluate  # noqa: E402
@@ -50,6 +52,7 @@ from train import train  # noqa: E402
 
 START = time.perf_counter()
 STAGES = ("train", "evaluate", "curves", "fashion")
+SUITE_NAMES = list(SUITES)
 
 
 def say(message: str) -> None:
@@ -81,22 +84,43 @@ def _worker_init(start: float, threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def train_runs(jobs: list[Job], workers: int) -> list[dict[str, Any]]:
+Task = tuple[str, Callable[..., Any], tuple[Any, ...], str | None]  # (name, function, arguments, after)
+
+
+def run_tasks(tasks: list[Task], workers: int) -> dict[str, Any]:
+    """Run every task, ``workers`` at a time; a task starts once the task named in its ``after`` is
+    done. Ready tasks are queued in list order (the first ones first), a dependent task when its
+    predecessor finishes. Returns {name: result}."""
+    if workers <= 1:
+        return {name: fn(*args) for name, fn, args, _ in tasks}  # list order respects ``after``
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    context = multiprocessing.get_context("spawn")  # no forked Lightning / OpenMP state
+    pool = ProcessPoolExecutor(workers, context, initializer=_worker_init, initargs=(START, threads))
+    pending, running, results = list(tasks), {}, {}
+    try:
+        while pending or running:
+            for task in [t for t in pending if t[3] is None or t[3] in results]:
+                pending.remove(task)
+                running[pool.submit(task[1], *task[2])] = task[0]
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                results[running.pop(future)] = future.result()
+        return results
+    finally:  # on an error (or Ctrl-C) the queued runs are dropped, the running ones finish or die with us
+        pool.shutdown(cancel_futures=True)
+
+
+def train_runs(jobs: list[Job], workers: int, then: list[Task] = ()) -> list[dict[str, Any]]:
     """``train_run`` for every job, ``workers`` at a time, in the order given; results in that order.
+    ``then``: tasks to run as soon as the training they name in ``after`` (a run directory) is done.
 
     Workers take jobs in list order, so callers list the most expensive first: longest first is
     the best simple packing of a few long runs and many short ones.
     """
-    if workers <= 1 or sum(not RunDir(run_dir).finished() for _, _, run_dir in jobs) <= 1:
-        return [train_run(*job) for job in jobs]  # nothing to share out: no worker start-up
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    context = multiprocessing.get_context("spawn")  # no forked Lightning / OpenMP state
-    pool = ProcessPoolExecutor(workers, context, initializer=_worker_init, initargs=(START, threads))
-    try:
-        futures = [pool.submit(train_run, *job) for job in jobs]
-        return [future.result() for future in futures]
-    finally:  # on an error (or Ctrl-C) the queued runs are dropped, the running ones finish or die with us
-        pool.shutdown(cancel_futures=True)
+    todo = sum(not RunDir(run_dir).finished() for _, _, run_dir in jobs) + len(then)
+    tasks = [(str(job[2]), train_run, job, None) for job in jobs] + list(then)
+    results = run_tasks(tasks, workers if todo > 1 else 1)  # nothing to share out: no worker start-up
+    return [results[str(job[2])] for job in jobs]
 
 
 # The runs of each stage. Presets list families cheapest first, so [::-1] puts the longest first.
@@ -170,8 +194,18 @@ def stage_train(preset: Any, common: list[str], runs: Path, workers: int, stages
     unique: dict[Path, Job] = {}
     for job in jobs:  # the curves' "all" points are the families' own runs: trained once
         unique.setdefault(job[2], job)
-    say(f"  {len(unique)} runs, {workers} at a time")
-    train_runs(list(unique.values()), workers)
+    # Each family is evaluated as soon as it is trained, while the other worker still trains: the
+    # evaluate stage then finds every result in the evaluation cache and only writes the report.
+    # A family named in ``evaluate_per_suite`` is evaluated one suite per task, so that both
+    # workers share its evaluation.
+    split = set(preset.get("evaluate_per_suite") or [])
+    evaluations = [
+        (f"evaluate {family} {suite or ''}", evaluate_family, (preset, family, runs, suite), str(runs / family))
+        for family in (preset.families if "evaluate" in stages else [])
+        for suite in (SUITE_NAMES if family in split else [None])
+    ]
+    say(f"  {len(unique)} runs, {len(evaluations)} evaluations, {workers} at a time")
+    train_runs(list(unique.values()), workers, evaluations)
 
 
 def run_evaluate(overrides: list[str], out: Path, runs: Path) -> None:
@@ -181,10 +215,26 @@ def run_evaluate(overrides: list[str], out: Path, runs: Path) -> None:
     evaluate(compose_config([*overrides, *records], out, config_name="evaluate"))
 
 
+def evaluate_family(preset: Any, family: str, runs: Path, suite: str | None = None) -> Path:
+    """evaluate.py on one family (every suite, or only ``suite``) with the preset's budgets, and the
+    family's own where the preset sets them (``evaluate_families``); its records go to
+    <runs>/evaluate/families/<family>, its results to the shared cache."""
+    out = runs / "evaluate" / "families" / (family if suite is None else f"{family}.{suite}")
+    overrides = [f"ckpts=[{runs / family}]", f"names=[{family}]", *preset.evaluate]
+    overrides += list((preset.get("evaluate_families") or {}).get(family) or [])
+    overrides += [f"suites=[{suite}]"] if suite else []
+    say(f"  evaluating {family}{f' ({suite})' if suite else ''}")
+    evaluate(compose_config([*overrides, f"cache_dir={runs / 'evaluate' / 'cache'}"], out, config_name="evaluate"))
+    say(f"  evaluated {family}{f' ({suite})' if suite else ''}")
+    return out
+
+
 def stage_evaluate(preset: Any, runs: Path, out: Path) -> None:
-    ckpts = ",".join(str(runs / family) for family in preset.families)
+    """Every family evaluated on its own (results the train stage already measured come from the
+    cache), then one report from their records: evaluate.py records=[...]."""
     say(f"  evaluating {len(preset.families)} families -> {out}")
-    run_evaluate([f"ckpts=[{ckpts}]", *preset.evaluate], out, runs)
+    dirs = [evaluate_family(preset, family, runs) for family in preset.families]
+    evaluate(compose_config([f"records=[{','.join(str(d) for d in dirs)}]"], out, config_name="evaluate"))
 
 
 def stage_curves(preset: Any, common: list[str], runs: Path, out: Path, workers: int) -> None:

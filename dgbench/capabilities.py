@@ -19,7 +19,9 @@ sample             ``sample(n, labels=None, generator=None) -> (n, 1, 28, 28)`` 
                    reproducible for a given CPU ``torch.Generator``: noise is drawn on the
                    CPU with it and then moved, so a seed gives the same images on any device.
 score_anomalies    ``score_anomalies(x) -> {name: (N,)}``; higher = more anomalous. A family
-                   may offer several named scores.
+                   may offer several named scores, and declares one, ``primary_score``,
+                   with its reason, before any OOD test set is scored: the head-to-head
+                   table reports only that one.
 log_likelihood     ``log_likelihood(x) -> (N,)`` log p(x), or a lower bound, in nats per
                    image; ``likelihood_protocol`` says which bound and data protocol.
 impute             ``impute(x, observed) -> (N, 1, 28, 28)`` with observed pixels returned
@@ -47,6 +49,8 @@ class Sampler(Protocol):
 
 @runtime_checkable
 class AnomalyScorer(Protocol):
+    primary_score: str
+
     def score_anomalies(self, x: Tensor) -> dict[str, Tensor]: ...
 
 

@@ -46,6 +46,9 @@ class FamilyModule(L.LightningModule):
     family: ClassVar[str]
     kind: ClassVar[str]
     monitor: ClassVar[tuple[str, str]] = ("val/loss", "min")
+    # Why ``classify``'s class probabilities are not probabilities (e.g. a softmax at an arbitrary
+    # temperature), or None where they are: the evaluation then reports NLL and ECE as N/A with it.
+    uncalibrated_reason: ClassVar[str | None] = None
 
     def __init__(self, optimizer: OptimizerFactory | None = None, scheduler: SchedulerFactory | None = None) -> None:
         super().__init__()

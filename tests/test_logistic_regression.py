@@ -1,20 +1,15 @@
-"""Logistic regression: train.py end to end, its two capabilities, the MAP objective, checkpoints."""
+"""Logistic regression: the experiment through train.py, p(y|x) linear in the pixels, the MAP objective.
+
+Shapes, capabilities and checkpoints: tests/test_family_contract.py."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-
-import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
 from conftest import TINY, compose_config
-from omegaconf import DictConfig
 
-from dgbench.capabilities import capabilities_of
 from dgbench.checkpoint import load_model
-from dgbench.data import MNISTDataModule
 from models.logistic_regression import LogisticRegression
 from train import train
 
@@ -32,10 +27,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[LogisticRegressio
     return load_model(out / "checkpoints" / "best.ckpt"), metrics
 
 
-def test_fast_dev_run_through_train_py(make_config: Callable[..., DictConfig]) -> None:
-    metrics = train(make_config("model=logistic_regression", *TINY, "debug=fast_dev_run"))
-    assert (metrics["family"], metrics["kind"], metrics["global_step"]) == ("logistic_regression", "discriminative", 1)
-    assert 0 <= metrics["test/acc"] <= 1 and metrics["num_parameters"] == 784 * 10 + 10
+def test_parameters_are_one_weight_per_pixel_and_class_plus_biases() -> None:
+    assert LogisticRegression().num_parameters == 784 * 10 + 10
 
 
 def test_learns_from_100_examples(trained: tuple[LogisticRegression, dict]) -> None:
@@ -44,14 +37,9 @@ def test_learns_from_100_examples(trained: tuple[LogisticRegression, dict]) -> N
     assert metrics["test/acc"] > 0.5 and metrics["global_step"] == 150
 
 
-def test_capabilities_are_exactly_classify_and_score_anomalies() -> None:
-    assert capabilities_of(LogisticRegression()) == ["classify", "score_anomalies"]
-
-
 def test_classify_and_scores_match_their_definitions(trained: tuple[LogisticRegression, dict]) -> None:
     model, x = trained[0], images(50)
     log_probs, logits = model.classify(x), x.flatten(1) @ model.linear.weight.T + model.linear.bias
-    assert log_probs.shape == (50, 10) and log_probs.dtype == torch.float32
     torch.testing.assert_close(log_probs, F.log_softmax(logits, 1))  # p(y|x) is linear in the pixels
     scores = model.score_anomalies(x)
     assert set(scores) == {"max_softmax", "energy"}
@@ -66,21 +54,3 @@ def test_objective_is_cross_entropy_plus_l2_penalty() -> None:
     expected = F.cross_entropy(model(x), y) + 0.05 * model.linear.weight.square().sum()
     model.log = lambda *args, **kwargs: None  # training_step outside a Trainer
     torch.testing.assert_close(model.training_step((x, y), 0), expected)
-
-
-def test_weights_only_reload_gives_identical_outputs(tmp_path: Path) -> None:
-    model = LogisticRegression().train()
-    model.optimizer_factory = lambda params: torch.optim.AdamW(params, 0.01)
-    quiet = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False}
-    trainer = L.Trainer(accelerator="cpu", max_steps=3, limit_val_batches=0, enable_model_summary=False, **quiet)
-    trainer.fit(model, datamodule=MNISTDataModule(train_size=300, batch_size=100, val_size=100))
-    trainer.save_checkpoint(tmp_path / "lr.ckpt")
-    reloaded, model, x = load_model(tmp_path / "lr.ckpt"), model.eval(), images(20, seed=1)
-    assert reloaded.l2 == model.l2 and not torch.equal(model.linear.weight, torch.zeros_like(model.linear.weight))
-    assert torch.equal(reloaded.classify(x), model.classify(x))
-    assert torch.equal(reloaded.score_anomalies(x)["energy"], model.score_anomalies(x)["energy"])
-
-
-def test_experiment_config_composes(make_config: Callable[..., DictConfig]) -> None:
-    cfg = make_config("experiment=logistic_regression")
-    assert cfg.model._target_ == "models.logistic_regression.LogisticRegression" and cfg.trainer.max_steps > 0

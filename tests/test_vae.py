@@ -1,23 +1,17 @@
-"""The class-conditional VAE: bounds, Bayes classification, marginalisation, imputation, checkpoints."""
+"""The class-conditional VAE: bounds, Bayes classification, marginalisation, imputation, training masks.
+
+Shapes, capabilities, seeded sampling and checkpoints: tests/test_family_contract.py."""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
-from conftest import TINY_MODELS
 
 from dgbench import DGBenchError
-from dgbench.capabilities import capabilities_of
-from dgbench.checkpoint import load_model
 from dgbench.complexity import context_code_length
-from dgbench.data import MNISTDataModule
 from models.vae import ConditionalVAE
-
-TINY_VAE = TINY_MODELS["vae"]
 
 
 def tiny_vae(**overrides: object) -> ConditionalVAE:
@@ -33,23 +27,6 @@ def images(n: int, seed: int = 0) -> torch.Tensor:
 
 def random_mask(x: torch.Tensor, seed: int = 1) -> torch.Tensor:
     return torch.rand(x.shape, generator=torch.Generator().manual_seed(seed)) >= 0.5
-
-
-def test_capabilities_shapes_and_ranges() -> None:
-    model, x = tiny_vae(), images(6)
-    assert capabilities_of(model) == ["classify", "sample", "score_anomalies", "log_likelihood", "impute"]
-    log_probs = model.classify(x)
-    assert log_probs.shape == (6, 10)
-    torch.testing.assert_close(log_probs.exp().sum(1), torch.ones(6))
-    log_px = model.log_likelihood(x)
-    # A lower bound on the log-probability of a binary image is finite and below 0.
-    assert log_px.shape == (6,) and torch.isfinite(log_px).all() and (log_px < 0).all()
-    scores = model.score_anomalies(x)
-    assert set(scores) == {"nll", "complexity_corrected"}
-    assert all(s.shape == (6,) and torch.isfinite(s).all() for s in scores.values())
-    samples = model.sample(20)
-    assert samples.shape == (20, 1, 28, 28) and samples.min() >= 0 and samples.max() <= 1
-    assert "k=4" in model.likelihood_protocol and "nats" in model.likelihood_protocol
 
 
 def test_user_errors_are_one_line() -> None:
@@ -109,7 +86,6 @@ def test_classification_marginalises_missing_pixels() -> None:
     model, x = tiny_vae(), images(4)
     observed = random_mask(x)
     log_probs = model.classify(x, observed)
-    torch.testing.assert_close(log_probs.exp().sum(1), torch.ones(4))
     # The missing pixels' values must not matter: they are integrated out, not read.
     scrambled = torch.where(observed, x, images(4, seed=7))
     torch.testing.assert_close(model.classify(scrambled, observed), log_probs)
@@ -117,24 +93,17 @@ def test_classification_marginalises_missing_pixels() -> None:
     assert not torch.allclose(model.classify(torch.where(observed, images(4, seed=8), x), observed), log_probs)
 
 
-def test_imputation_keeps_observed_pixels_bit_identical() -> None:
+def test_imputation_reads_the_observed_pixels_only() -> None:
     model, x = tiny_vae(), images(4)
     observed = random_mask(x)
     filled = model.impute(x, observed)
-    assert filled.shape == x.shape and filled.dtype == x.dtype
-    assert torch.equal(filled[observed], x[observed])
-    assert filled.min() >= 0 and filled.max() <= 1
-    assert not torch.equal(filled[~observed], x[~observed])
-    # Imputed values come from the observed pixels only.
     torch.testing.assert_close(model.impute(torch.where(observed, x, 1 - x), observed), filled)
 
 
-def test_sampling_is_reproducible_and_follows_labels() -> None:
+def test_samples_follow_their_labels() -> None:
     model = tiny_vae()
     labels = torch.arange(10)
     first = model.sample(10, labels, torch.Generator().manual_seed(3))
-    assert torch.equal(first, model.sample(10, labels, torch.Generator().manual_seed(3)))
-    assert not torch.equal(first, model.sample(10, labels, torch.Generator().manual_seed(4)))
     # Same noise, different labels: the label reaches the decoder.
     assert not torch.equal(first, model.sample(10, labels.roll(1), torch.Generator().manual_seed(3)))
 
@@ -157,41 +126,3 @@ def test_complexity_is_a_code_length() -> None:
     noise = torch.bernoulli(torch.full((1, 1, 28, 28), 0.5), generator=torch.Generator().manual_seed(0))
     bits = context_code_length(torch.cat([blank, stripes, noise]))
     assert bits[0] < 20 < bits[1] < 784 < bits[2]  # coin flips cannot be compressed below 1 bit each
-
-
-def test_fast_dev_run_trains_tests_and_saves_samples(make_config, tmp_path: Path) -> None:
-    from train import train
-
-    metrics = train(make_config(*TINY_VAE, "debug=fast_dev_run", "logger=none"))
-    assert metrics["family"] == "vae" and 0 <= metrics["test/acc"] <= 1
-    assert 0 < metrics["test/nll"] < 784 * math.log(2) * 2  # nats; a random decoder is near 784 ln 2
-    assert list((tmp_path / "samples").glob("epoch_*.png"))
-
-
-def test_checkpoint_reload_gives_the_same_scores(tmp_path: Path) -> None:
-    model = tiny_vae(mask_prob=0.5).train()
-    quiet = {
-        "logger": False,
-        "enable_checkpointing": False,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-    }
-    trainer = L.Trainer(accelerator="cpu", max_steps=3, limit_val_batches=0, **quiet)
-    model.optimizer_factory = lambda params: torch.optim.Adam(params, 1e-3)
-    trainer.fit(model, datamodule=MNISTDataModule(train_size=300, batch_size=100, val_size=100))
-    trainer.save_checkpoint(tmp_path / "vae.ckpt")
-    reloaded, model = load_model(tmp_path / "vae.ckpt"), model.eval()
-    x = images(5)
-    observed = random_mask(x)
-    assert torch.equal(reloaded.classify(x, observed), model.classify(x, observed))
-    assert torch.equal(reloaded.log_likelihood(x), model.log_likelihood(x))
-    assert torch.equal(
-        reloaded.score_anomalies(x)["complexity_corrected"], model.score_anomalies(x)["complexity_corrected"]
-    )
-    assert torch.equal(reloaded.impute(x, observed), model.impute(x, observed))
-
-
-@pytest.mark.parametrize("name", ["vae_cpu", "vae_gpu"])
-def test_experiment_configs_compose(make_config, name: str) -> None:
-    cfg = make_config(f"experiment={name}")
-    assert cfg.model._target_ == "models.vae.ConditionalVAE" and cfg.task_name == name

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torchmetrics.functional.classification import (
     binary_auroc,
     binary_average_precision,
     binary_roc,
     multiclass_calibration_error,
 )
-from torchmetrics.image.fid import FrechetInceptionDistance
-from torchmetrics.image.kid import KernelInceptionDistance
 
 
 def classification_metrics(log_probs: Tensor, labels: Tensor) -> dict[str, float]:
@@ -60,29 +56,6 @@ def roc_curve(in_scores: Tensor, out_scores: Tensor) -> tuple[Tensor, Tensor]:
     is_ood = torch.cat([torch.zeros(len(in_scores)), torch.ones(len(out_scores))]).long()
     fpr, tpr, _ = binary_roc(_ranks(torch.cat([in_scores, out_scores])), is_ood)
     return fpr, tpr
-
-
-class _Features(nn.Module):
-    """Adapter giving torchmetrics' FID/KID our feature network (images in [0, 1], (N,1,28,28))."""
-
-    def __init__(self, embed: Callable[[Tensor], Tensor], num_features: int) -> None:
-        super().__init__()
-        self.embed, self.num_features = embed, num_features
-
-    def forward(self, images: Tensor) -> Tensor:
-        return self.embed(images).double()
-
-
-def fid_kid(embed: Callable[[Tensor], Tensor], num_features: int, real: Tensor, fake: Tensor) -> dict[str, float]:
-    """FID (Heusel et al. 2017) and KID (Binkowski et al. 2018) on a custom feature network."""
-    features = _Features(embed, num_features)
-    fid = FrechetInceptionDistance(feature=features, normalize=True)
-    kid = KernelInceptionDistance(feature=features, normalize=True, subset_size=min(500, len(real), len(fake)))
-    for metric in (fid, kid):
-        metric.update(real, real=True)
-        metric.update(fake, real=False)
-    kid_mean, _ = kid.compute()
-    return {"fid": fid.compute().item(), "kid": kid_mean.item()}
 
 
 def knn_precision_recall(real_features: Tensor, fake_features: Tensor, k: int = 3) -> dict[str, float]:

@@ -137,7 +137,7 @@ def read_records(out_dirs: list[str | Path]) -> tuple[dict[str, Any], dict[str, 
                 if record is not None:
                     suites[suite] = record["result"]
             name = name if name not in results else f"{name}#{len(results)}"
-            results[name] = {**entry, "suites": suites}
+            results[name] = {**entry, "budget": meta["budget"], "suites": suites}  # budgets may differ by source
     meta = dict(metas[0])
     if len(metas) > 1:
         meta["suites"] = list(dict.fromkeys(s for m in metas for s in m["suites"]))

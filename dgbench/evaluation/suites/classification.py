@@ -1,32 +1,66 @@
-"""Accuracy, NLL and calibration on the test set."""
+"""Accuracy (with its Wilson interval), NLL and calibration on the test set, and which
+differences in accuracy between two models are significant (McNemar's test on the same images)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from dgbench.evaluation import metrics
+from dgbench.evaluation import metrics, stats
 from dgbench.evaluation.suites.common import Context, Results, Suite, batched
+
+SIGNIFICANCE = 0.05
 
 
 def classification(model: Any, ctx: Context) -> dict[str, Any]:
-    n = ctx.budget["classification"]
+    n = min(ctx.budget["classification"], len(ctx.data.test_images))
+    labels = ctx.data.test_labels[:n]
     log_probs = batched(model.classify, ctx.data.test_images[:n], batch_size=ctx.batch_size, device=ctx.device)
-    return {"n": n, **metrics.classification_metrics(log_probs, ctx.data.test_labels[:n])}
+    result = {"n": n, **metrics.classification_metrics(log_probs, labels)}
+    correct = log_probs.argmax(1) == labels
+    result["accuracy_ci"] = list(stats.wilson(int(correct.sum()), n))
+    # A family whose class scores are not probabilities (an arbitrary temperature) says why;
+    # its NLL and ECE would describe nothing, so they are N/A.
+    reason = getattr(model, "uncalibrated_reason", None)
+    if reason:
+        result.update(nll=None, ece=None, calibration_na=reason)
+    result["_correct"] = correct  # per image, in test order: the pairing for McNemar's test
+    return result
+
+
+def _accuracy(r: dict[str, Any]) -> str:
+    lo, hi = r["accuracy_ci"]
+    return f"{r['accuracy']:.4f} [{lo:.4f}, {hi:.4f}], n = {r['n']}"
 
 
 def rows(results: Results, records: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {metric: {m: (r or {}).get(metric) for m, r in results.items()} for metric in ("accuracy", "nll", "ece")}
+    ran = {m: r for m, r in results.items() if r}
+    table: dict[str, dict[str, Any]] = {"accuracy [95 % Wilson]": {m: _accuracy(r) for m, r in ran.items()}}
+    table.update({metric: {m: r.get(metric) for m, r in ran.items()} for metric in ("nll", "ece")})
+    for other, r_other in ran.items():  # McNemar, paired on the first min(n) test images
+        row = f"vs {other}: McNemar p"
+        for m, r in ran.items():
+            if m != other:
+                k = min(r["n"], r_other["n"])
+                test = stats.mcnemar(r["_correct"][:k], r_other["_correct"][:k])
+                star = " *" if test["p_value"] < SIGNIFICANCE else ""
+                table.setdefault(row, {})[m] = (
+                    f"{test['p_value']:.2g}{star} ({test['a_only']}/{test['b_only']}, n = {k})"
+                )
+    return table
 
 
 def summary(result: dict[str, Any] | None, record: dict[str, Any]) -> dict[str, Any]:
-    return {"Test accuracy": f"{result['accuracy']:.4f}"} if result else {}
+    return {"Test accuracy [95 % Wilson]": _accuracy(result)} if result else {}
 
 
 SUITE = Suite(
     name="classification",
     needs=("classify",),
     run=classification,
-    title="Classification (test set)",
+    title=(
+        "Classification (test set; McNemar rows: p-value of equal accuracy on the same images, "
+        "* = significant at 0.05, (right only here / right only there))"
+    ),
     rows=rows,
     summary=summary,
     summary_rank=1,

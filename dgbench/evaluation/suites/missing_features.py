@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from dgbench.capabilities import capabilities_of
+from dgbench.evaluation import stats
 from dgbench.evaluation.suites.common import Context, Results, Suite, batched, plt, save_figure
 
 
@@ -31,20 +32,29 @@ def missing_features(model: Any, ctx: Context) -> dict[str, Any]:
     for name, observed in observed_masks(n, torch.Generator().manual_seed(ctx.seed)).items():
         masked = images * observed
         log_probs = batched(model.classify, masked, observed, batch_size=ctx.batch_size, device=ctx.device)
-        row = {"fraction_missing": 1 - observed.float().mean().item(), "accuracy": _accuracy(log_probs, labels)}
+        row = {"fraction_missing": 1 - observed.float().mean().item(), **_accuracy(log_probs, labels)}
         if can_impute:
             filled = batched(model.impute, masked, observed, batch_size=ctx.batch_size, device=ctx.device)
             missing = ~observed
             row["impute_mse"] = ((filled - images)[missing] ** 2).mean().item() if missing.any() else 0.0
             row["observed_unchanged"] = bool(torch.equal(filled[observed], masked[observed]))
             log_probs = batched(model.classify, filled, batch_size=ctx.batch_size, device=ctx.device)
-            row["impute_then_classify_accuracy"] = _accuracy(log_probs, labels)
+            then = _accuracy(log_probs, labels)
+            row["impute_then_classify_accuracy"], row["impute_then_classify_accuracy_ci"] = (
+                then["accuracy"],
+                then["accuracy_ci"],
+            )
         results[name] = row
     return results
 
 
-def _accuracy(log_probs: Tensor, labels: Tensor) -> float:
-    return (log_probs.argmax(1) == labels).float().mean().item()
+def _accuracy(log_probs: Tensor, labels: Tensor) -> dict[str, Any]:
+    correct = int((log_probs.argmax(1) == labels).sum())
+    return {"accuracy": correct / len(labels), "accuracy_ci": list(stats.wilson(correct, len(labels)))}
+
+
+def _with_ci(value: float, ci: list[float]) -> str:
+    return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
 def rows(results: Results, records: dict[str, dict[str, Any]]) -> dict[str, dict[str, str]]:
@@ -52,21 +62,25 @@ def rows(results: Results, records: dict[str, dict[str, Any]]) -> dict[str, dict
     for m, r in results.items():
         for setting, values in (r or {}).items():
             if isinstance(values, dict):  # a mask, not "n"
-                cell = f"{values['accuracy']:.4f}"
+                cell = _with_ci(values["accuracy"], values["accuracy_ci"])
                 if "impute_then_classify_accuracy" in values:
-                    cell += f" (impute→classify {values['impute_then_classify_accuracy']:.4f}, MSE {values['impute_mse']:.4f})"
+                    then = _with_ci(values["impute_then_classify_accuracy"], values["impute_then_classify_accuracy_ci"])
+                    cell += f" (impute→classify {then}, MSE {values['impute_mse']:.4f})"
                 table.setdefault(setting, {})[m] = cell
     return table
 
 
 def summary(result: dict[str, Any] | None, record: dict[str, Any]) -> dict[str, str]:
-    half = (result or {}).get("random_50")
-    if not half:
+    if not result or "random_50" not in result:
         return {}
-    cell = f"50% missing: acc {half['accuracy']:.4f}"
-    if "impute_then_classify_accuracy" in half:
-        cell += f", impute→classify {half['impute_then_classify_accuracy']:.4f}"
-    return {"Missing features": cell}
+    cells = {}
+    for setting, label in (("random_50", "50 % of pixels missing"), ("bottom_half", "bottom half missing")):
+        values = result[setting]
+        cell = _with_ci(values["accuracy"], values["accuracy_ci"])
+        if "impute_then_classify_accuracy" in values:
+            cell += f"; impute→classify {_with_ci(values['impute_then_classify_accuracy'], values['impute_then_classify_accuracy_ci'])}"
+        cells[f"Missing features: {label} (accuracy [95 % Wilson], n = {result['n']})"] = cell
+    return cells
 
 
 def figure(results: Results, out_dir: Path) -> list[str]:
@@ -98,7 +112,7 @@ SUITE = Suite(
     name="missing_features",
     needs=("classify",),
     run=missing_features,
-    title="Missing features (accuracy; zero-filled input + mask)",
+    title="Missing features (accuracy [95 % Wilson interval]; zero-filled input + mask)",
     rows=rows,
     summary=summary,
     summary_rank=3,

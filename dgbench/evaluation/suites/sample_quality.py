@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torchvision.utils import save_image
 
-from dgbench.evaluation import metrics
+from dgbench.evaluation import metrics, stats
 from dgbench.evaluation.suites.common import Context, Results, Suite, autocast, batched
 
 METRICS = ("fid", "kid", "precision", "recall")
@@ -33,13 +33,19 @@ def sample_quality(model: Any, ctx: Context) -> dict[str, Any]:
     embed = lambda x: batched(feature_net.features, x, batch_size=ctx.batch_size, device=ctx.device)  # noqa: E731
     real, fake, heldout = (embed(x) for x in (ctx.data.train_images, samples, ctx.data.heldout_images))
     predicted = batched(feature_net.classify, samples, batch_size=ctx.batch_size, device=ctx.device).argmax(1)
+    right = int((predicted == labels).sum())
     return {
         "n": n,
-        **metrics.fid_kid(embed, real.shape[1], ctx.data.train_images, samples),
+        "n_reference": len(real),
+        **stats.fid_interval(real, fake, seed=ctx.seed),
+        **stats.kid_interval(real, fake, seed=ctx.seed),
         **metrics.knn_precision_recall(real, fake),
-        "class_accuracy": (predicted == labels).float().mean().item(),
+        "class_accuracy": right / n,
+        "class_accuracy_ci": list(stats.wilson(right, n)),
         "floor": {
-            **metrics.fid_kid(embed, real.shape[1], ctx.data.train_images, ctx.data.heldout_images),
+            "n": len(heldout),
+            **stats.fid_interval(real, heldout, seed=ctx.seed),
+            **stats.kid_interval(real, heldout, seed=ctx.seed),
             **metrics.knn_precision_recall(real, heldout),
         },
         "sample_images_per_s": n / seconds,
@@ -48,20 +54,37 @@ def sample_quality(model: Any, ctx: Context) -> dict[str, Any]:
 
 
 def rows(results: Results, records: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    def cell(r: dict[str, Any] | None, metric: str) -> Any:
+        if not r or metric not in r:
+            return None
+        digits = 4 if metric == "kid" else 3
+        return _ci(r[metric], r[f"{metric}_ci"], digits) if f"{metric}_ci" in r else r[metric]
+
     table = {
-        metric: {m: (r or {}).get(metric) for m, r in results.items()}
+        metric: {m: cell(r, metric) for m, r in results.items()}
         for metric in (*METRICS, "class_accuracy", "sample_images_per_s")
     }
     for metric in METRICS:
-        table[f"real-data floor: {metric}"] = {
-            m: ((r or {}).get("floor") or {}).get(metric) for m, r in results.items()
-        }
+        table[f"real-data floor: {metric}"] = {m: cell((r or {}).get("floor"), metric) for m, r in results.items()}
+    table["n (samples / reference / floor)"] = {
+        m: f"{r['n']} / {r['n_reference']} / {r['floor']['n']}" for m, r in results.items() if r
+    }
     return table
+
+
+def _ci(value: float, ci: list[float], digits: int = 2) -> str:
+    return f"{value:.{digits}f} [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
 
 
 def summary(result: dict[str, Any] | None, record: dict[str, Any]) -> dict[str, str]:
     if result:
-        cell = f"yes: FID {result['fid']:.2f} (floor {result['floor']['fid']:.2f}), class acc {result['class_accuracy']:.3f}"
+        floor = result["floor"]
+        cell = (
+            f"yes: FID {_ci(result['fid'], result['fid_ci'])} (floor {_ci(floor['fid'], floor['fid_ci'])}), "
+            f"KID {_ci(result['kid'], result['kid_ci'], 4)} (floor {floor['kid']:.4f}), "
+            f"class acc {_ci(result['class_accuracy'], result['class_accuracy_ci'], 3)}, "
+            f"precision {result['precision']:.2f} / recall {result['recall']:.2f}, n = {result['n']}"
+        )
     else:
         cell = "yes (samples suite not run)" if "sample" in record["capabilities"] else "no"
     return {"Can generate": cell}
@@ -81,7 +104,7 @@ SUITE = Suite(
     name="sample_quality",
     needs=("sample",),
     run=sample_quality,
-    title="Sample quality (feature-classifier FID/KID, k-NN precision/recall)",
+    title="Sample quality (feature-classifier FID/KID [95 % interval], k-NN precision/recall)",
     rows=rows,
     summary=summary,
     summary_rank=2,
