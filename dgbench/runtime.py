@@ -48,11 +48,20 @@ def friendly_errors(main: Callable[[DictConfig], Any]) -> Callable[[DictConfig],
     return wrapped
 
 
+def cpu_model() -> str:
+    """The processor as /proc/cpuinfo names it, with its family and model numbers (the project's
+    machines differ: AMD EPYC generations share one name), else what ``platform`` knows."""
+    try:
+        info = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().splitlines()[:30] if ":" in line)
+        info = {k.strip(): v.strip() for k, v in info.items()}
+        return f"{info['model name']}, family {info['cpu family']} model {info['model']}"
+    except (OSError, KeyError):
+        return platform.processor() or platform.machine()
+
+
 def environment() -> dict[str, Any]:
     device = (
-        torch.cuda.get_device_name()
-        if torch.cuda.is_available()
-        else f"cpu ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
+        torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores, {cpu_model()})"
     )
     return {"device": device, "torch_version": str(torch.__version__), "python": platform.python_version()}
 

@@ -3,10 +3,13 @@ differences in accuracy between two models are significant (McNemar's test on th
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import torch
+
 from dgbench.evaluation import metrics, stats
-from dgbench.evaluation.suites.common import Context, Results, Suite, batched
+from dgbench.evaluation.suites.common import Context, Results, Suite, batched, plt, save_figure
 
 SIGNIFICANCE = 0.05
 
@@ -24,6 +27,7 @@ def classification(model: Any, ctx: Context) -> dict[str, Any]:
     if reason:
         result.update(nll=None, ece=None, calibration_na=reason)
     result["_correct"] = correct  # per image, in test order: the pairing for McNemar's test
+    result["_confidence"] = log_probs.amax(1).exp()  # for the reliability diagram
     return result
 
 
@@ -49,6 +53,31 @@ def rows(results: Results, records: dict[str, dict[str, Any]]) -> dict[str, dict
     return table
 
 
+def figure(results: Results, out_dir: Path) -> list[str]:
+    """Reliability diagram (DeGroot & Fienberg 1983; Guo et al. 2017): accuracy against confidence in
+    10 equal-width bins, one line per model whose class probabilities are probabilities."""
+    calibrated = {m: r for m, r in results.items() if r and not r.get("calibration_na")}
+    if not calibrated:
+        return []
+    fig, ax = plt.subplots(figsize=(5, 5))
+    edges = torch.linspace(0, 1, 11)
+    for m, r in calibrated.items():
+        confidence, correct = r["_confidence"], r["_correct"].float()
+        bins = torch.bucketize(confidence, edges[1:-1])
+        filled = [b for b in range(10) if (bins == b).sum() >= 10]  # bins with too few images say nothing
+        ax.plot(
+            [confidence[bins == b].mean().item() for b in filled],
+            [correct[bins == b].mean().item() for b in filled],
+            marker="o",
+            label=f"{m} (ECE {r['ece']:.3f})",
+        )
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.set(xlabel="confidence (max class probability)", ylabel="accuracy", title="Reliability (test set)")
+    ax.legend(fontsize=7)
+    save_figure(fig, out_dir / "reliability.png")
+    return ["reliability.png"]
+
+
 def summary(result: dict[str, Any] | None, record: dict[str, Any]) -> dict[str, Any]:
     return {"Test accuracy [95 % Wilson]": _accuracy(result)} if result else {}
 
@@ -64,4 +93,5 @@ SUITE = Suite(
     rows=rows,
     summary=summary,
     summary_rank=1,
+    figure=figure,
 )

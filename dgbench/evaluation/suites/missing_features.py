@@ -79,7 +79,7 @@ def summary(result: dict[str, Any] | None, record: dict[str, Any]) -> dict[str, 
         cell = _with_ci(values["accuracy"], values["accuracy_ci"])
         if "impute_then_classify_accuracy" in values:
             cell += f"; impute→classify {_with_ci(values['impute_then_classify_accuracy'], values['impute_then_classify_accuracy_ci'])}"
-        cells[f"Missing features: {label} (accuracy [95 % Wilson], n = {result['n']})"] = cell
+        cells[f"Missing features: {label} (accuracy [95 % Wilson])"] = f"{cell}, n = {result['n']}"
     return cells
 
 
