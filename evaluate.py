@@ -14,7 +14,6 @@ import os
 import shlex
 import sys
 import time
-from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +93,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     store = RecordStore(cfg.records_dir or out_dir / RECORDS, cfg.cache_dir if cfg.cache else None)
     # Everything besides the checkpoint and the suite that determines a result (records.py).
     common_key = {
-        "data": tensor_digest(*astuple(data)[1:-1], *data.ood.values()),
+        "data": tensor_digest(*data.tensors()),
         "ood_sets": list(data.ood),
         "in_distribution": cfg.in_distribution,
         "seed": cfg.seed,

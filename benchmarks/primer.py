@@ -208,10 +208,15 @@ def stage_train(preset: Any, common: list[str], runs: Path, workers: int, stages
     train_runs(list(unique.values()), workers, evaluations)
 
 
+def evaluation_cache(runs: Path) -> Path:
+    """The benchmark's evaluation cache: beside its runs, shared by every stage and task."""
+    return runs / "evaluate" / "cache"
+
+
 def run_evaluate(overrides: list[str], out: Path, runs: Path) -> None:
     """evaluate.py into ``out``; its records and cache stay with the runs, so an interrupted
     benchmark loses no finished evaluation and results/ gets only the report and figures."""
-    records = [f"records_dir={runs / 'evaluate' / out.name}", f"cache_dir={runs / 'evaluate' / 'cache'}"]
+    records = [f"records_dir={runs / 'evaluate' / out.name}", f"cache_dir={evaluation_cache(runs)}"]
     evaluate(compose_config([*overrides, *records], out, config_name="evaluate"))
 
 
@@ -224,7 +229,7 @@ def evaluate_family(preset: Any, family: str, runs: Path, suite: str | None = No
     overrides += list((preset.get("evaluate_families") or {}).get(family) or [])
     overrides += [f"suites=[{suite}]"] if suite else []
     say(f"  evaluating {family}{f' ({suite})' if suite else ''}")
-    evaluate(compose_config([*overrides, f"cache_dir={runs / 'evaluate' / 'cache'}"], out, config_name="evaluate"))
+    evaluate(compose_config([*overrides, f"cache_dir={evaluation_cache(runs)}"], out, config_name="evaluate"))
     say(f"  evaluated {family}{f' ({suite})' if suite else ''}")
     return out
 

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from dgbench.evaluation import metrics, stats
-from dgbench.evaluation.suites.common import Context, Results, Suite, batched, plt, save_figure
+from dgbench.evaluation.suites.common import Context, Results, Suite, batched, plt, save_figure, with_ci
 
 SIGNIFICANCE = 0.05
 
@@ -32,8 +32,7 @@ def classification(model: Any, ctx: Context) -> dict[str, Any]:
 
 
 def _accuracy(r: dict[str, Any]) -> str:
-    lo, hi = r["accuracy_ci"]
-    return f"{r['accuracy']:.4f} [{lo:.4f}, {hi:.4f}], n = {r['n']}"
+    return f"{with_ci(r['accuracy'], r['accuracy_ci'], 4)}, n = {r['n']}"
 
 
 def rows(results: Results, records: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -36,6 +36,10 @@ class EvalData:
     heldout_images: Tensor  # real images not in ``train_images``: the FID/KID floor
     ood: dict[str, Tensor] = field(default_factory=dict)
 
+    def tensors(self) -> list[Tensor]:
+        """Every tensor, in a fixed order: what the evaluation cache hashes as "the data"."""
+        return [self.test_images, self.test_labels, self.train_images, self.heldout_images, *self.ood.values()]
+
 
 def load_eval_data(in_dist: str, root: str, budget: dict[str, int], seed: int) -> EvalData:
     generator = torch.Generator().manual_seed(seed)
@@ -99,6 +103,11 @@ class Context:
     batch_size: int
     seed: int
     feature_net: Any  # a trained classifier with ``features`` (see dgbench.evaluation.features)
+
+
+def with_ci(value: float, ci: list[float], digits: int = 3) -> str:
+    """A report cell: the value and its 95 % interval, ``0.959 [0.945, 0.970]``."""
+    return f"{value:.{digits}f} [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
 
 
 def save_figure(fig: Any, path: Path) -> None:

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from dgbench.capabilities import capabilities_of
 from dgbench.evaluation import stats
-from dgbench.evaluation.suites.common import Context, Results, Suite, batched, plt, save_figure
+from dgbench.evaluation.suites.common import Context, Results, Suite, batched, plt, save_figure, with_ci
 
 
 def observed_masks(n: int, generator: torch.Generator) -> dict[str, Tensor]:
@@ -53,18 +53,14 @@ def _accuracy(log_probs: Tensor, labels: Tensor) -> dict[str, Any]:
     return {"accuracy": correct / len(labels), "accuracy_ci": list(stats.wilson(correct, len(labels)))}
 
 
-def _with_ci(value: float, ci: list[float]) -> str:
-    return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
-
-
 def rows(results: Results, records: dict[str, dict[str, Any]]) -> dict[str, dict[str, str]]:
     table: dict[str, dict[str, str]] = {}
     for m, r in results.items():
         for setting, values in (r or {}).items():
             if isinstance(values, dict):  # a mask, not "n"
-                cell = _with_ci(values["accuracy"], values["accuracy_ci"])
+                cell = with_ci(values["accuracy"], values["accuracy_ci"])
                 if "impute_then_classify_accuracy" in values:
-                    then = _with_ci(values["impute_then_classify_accuracy"], values["impute_then_classify_accuracy_ci"])
+                    then = with_ci(values["impute_then_classify_accuracy"], values["impute_then_classify_accuracy_ci"])
                     cell += f" (impute→classify {then}, MSE {values['impute_mse']:.4f})"
                 table.setdefault(setting, {})[m] = cell
     return table
@@ -76,9 +72,9 @@ def summary(result: dict[str, Any] | None, record: dict[str, Any]) -> dict[str, 
     cells = {}
     for setting, label in (("random_50", "50 % of pixels missing"), ("bottom_half", "bottom half missing")):
         values = result[setting]
-        cell = _with_ci(values["accuracy"], values["accuracy_ci"])
+        cell = with_ci(values["accuracy"], values["accuracy_ci"])
         if "impute_then_classify_accuracy" in values:
-            cell += f"; impute→classify {_with_ci(values['impute_then_classify_accuracy'], values['impute_then_classify_accuracy_ci'])}"
+            cell += f"; impute→classify {with_ci(values['impute_then_classify_accuracy'], values['impute_then_classify_accuracy_ci'])}"
         cells[f"Missing features: {label} (accuracy [95 % Wilson])"] = f"{cell}, n = {result['n']}"
     return cells
 

@@ -10,7 +10,7 @@ import torch
 from torchvision.utils import save_image
 
 from dgbench.evaluation import metrics, stats
-from dgbench.evaluation.suites.common import Context, Results, Suite, autocast, batched
+from dgbench.evaluation.suites.common import Context, Results, Suite, autocast, batched, with_ci
 
 METRICS = ("fid", "kid", "precision", "recall")
 
@@ -58,7 +58,7 @@ def rows(results: Results, records: dict[str, dict[str, Any]]) -> dict[str, dict
         if not r or metric not in r:
             return None
         digits = 4 if metric == "kid" else 3
-        return _ci(r[metric], r[f"{metric}_ci"], digits) if f"{metric}_ci" in r else r[metric]
+        return with_ci(r[metric], r[f"{metric}_ci"], digits) if f"{metric}_ci" in r else r[metric]
 
     table = {
         metric: {m: cell(r, metric) for m, r in results.items()}
@@ -72,17 +72,13 @@ def rows(results: Results, records: dict[str, dict[str, Any]]) -> dict[str, dict
     return table
 
 
-def _ci(value: float, ci: list[float], digits: int = 2) -> str:
-    return f"{value:.{digits}f} [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
-
-
 def summary(result: dict[str, Any] | None, record: dict[str, Any]) -> dict[str, str]:
     if result:
         floor = result["floor"]
         cell = (
-            f"yes: FID {_ci(result['fid'], result['fid_ci'])} (floor {_ci(floor['fid'], floor['fid_ci'])}), "
-            f"KID {_ci(result['kid'], result['kid_ci'], 4)} (floor {floor['kid']:.4f}), "
-            f"class acc {_ci(result['class_accuracy'], result['class_accuracy_ci'], 3)}, "
+            f"yes: FID {with_ci(result['fid'], result['fid_ci'], 2)} (floor {with_ci(floor['fid'], floor['fid_ci'], 2)}), "
+            f"KID {with_ci(result['kid'], result['kid_ci'], 4)} (floor {floor['kid']:.4f}), "
+            f"class acc {with_ci(result['class_accuracy'], result['class_accuracy_ci'], 3)}, "
             f"precision {result['precision']:.2f} / recall {result['recall']:.2f}, n = {result['n']}"
         )
     else:
