@@ -1,0 +1,103 @@
+"""Random forest and decision tree: the torch traversal against scikit-learn's own predictions, the
+cells' mass function against a brute-force search of each cell, and weights-only checkpoints of fitted trees.
+
+Shapes, capabilities and checkpoints of the unfitted model: tests/test_family_contract.py."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY, TINY_MODELS
+from omegaconf import DictConfig
+from sklearn.ensemble import RandomForestClassifier
+
+from dgbench.checkpoint import load_model
+from dgbench.data import default_data_root, load_split
+from models.forest import RandomForest
+from train import train
+
+SETTINGS = {  # a small forest, and the decision tree of configs/experiment/decision_tree.yaml
+    "forest": dict(n_trees=7, bootstrap=True, max_features="sqrt", max_depth=None),
+    "tree": dict(n_trees=1, bootstrap=False, max_features=None, max_depth=None),
+}
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = load_split("mnist", default_data_root(), train=False)
+    return images[:1500].unsqueeze(1).float() / 255, labels[:1500]
+
+
+def reference(setting: dict, x: torch.Tensor, y: torch.Tensor) -> RandomForestClassifier:
+    forest = RandomForestClassifier(
+        n_estimators=setting["n_trees"],
+        bootstrap=setting["bootstrap"],
+        max_features=setting["max_features"],
+        max_depth=setting["max_depth"],
+        random_state=5,
+    )
+    return forest.fit(x.flatten(1).numpy(), y.numpy())
+
+
+@pytest.mark.parametrize("name", list(SETTINGS))
+def test_the_torch_forest_predicts_exactly_sklearns_predict_proba(name: str, digits: tuple) -> None:
+    x, y = digits
+    model = RandomForest(**SETTINGS[name], seed=5)
+    model.fit(x[:1000], y[:1000])
+    sklearn_forest = reference(SETTINGS[name], x[:1000], y[:1000])
+    noise = torch.rand(50, 1, 28, 28, generator=torch.Generator().manual_seed(0))  # continuous values too
+    for inputs in (x[1000:], noise):
+        expected = sklearn_forest.predict_proba(inputs.flatten(1).numpy())
+        assert np.array_equal(model.forest_proba(inputs).numpy(), expected)
+        # Depth of the leaf reached = nodes on sklearn's decision path - 1, averaged over the trees.
+        path_lengths = np.mean([e.decision_path(inputs.flatten(1).numpy()).sum(1).A1 - 1 for e in sklearn_forest])
+        assert model.leaves(inputs)[1].double().mean().item() == pytest.approx(path_lengths)
+    log_probs = model.classify(x[1000:])
+    floor = model.floor / 10  # the floor mixes in the uniform distribution: sums stay 1, logs stay finite
+    assert log_probs.exp().min() >= floor * (1 - 1e-6) and torch.isfinite(log_probs).all()
+    torch.testing.assert_close(log_probs.exp().sum(1), torch.ones(500))
+
+
+def test_a_cells_mass_is_its_training_share_over_the_images_it_holds(digits: tuple) -> None:
+    """Brute force: the levels of pixel f inside x's cell are those v for which x with x_f = v/255
+    reaches the same leaf; only pixels on x's path can leave it, every other pixel keeps all 256."""
+    x, y = digits
+    model = RandomForest(**SETTINGS["tree"], seed=5)
+    model.fit(x[:1000], y[:1000])
+    tree = reference(SETTINGS["tree"], x[:1000], y[:1000]).estimators_[0]
+    for image in x[1000:1004].flatten(1).numpy():
+        leaf = tree.apply(image[None])[0]
+        pixels = set(tree.tree_.feature[tree.decision_path(image[None]).indices]) - {-2}
+        log_cells = (784 - len(pixels)) * math.log(256)
+        for f in pixels:
+            variants = np.repeat(image[None], 256, axis=0)
+            variants[:, f] = np.arange(256, dtype=np.float32) / 255
+            log_cells += math.log(int((tree.apply(variants) == leaf).sum()))
+        share = tree.tree_.weighted_n_node_samples[leaf] / tree.tree_.weighted_n_node_samples[0]
+        nll = float(model.score_anomalies(torch.from_numpy(image).view(1, 1, 28, 28))["cell_nll"][0])
+        assert nll == pytest.approx(log_cells - math.log(share), rel=1e-6)
+
+
+def test_training_grows_the_forest_and_the_checkpoint_is_weights_only(
+    make_config: Callable[..., DictConfig], tmp_path: Path, digits: tuple
+) -> None:
+    metrics = train(make_config(*TINY, *TINY_MODELS["random_forest"]))
+    assert metrics["test/acc"] > 0.6  # 3 trees of depth 8 on 1 000 images
+    path = tmp_path / "checkpoints" / "best.ckpt"
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    assert state["children_left"].shape[1] > 1  # fitted trees, not the unfitted root leaves
+    model = load_model(path)
+    assert isinstance(model, RandomForest) and torch.equal(model.children_left, state["children_left"])
+    x, y = digits
+    assert (model.classify(x[:500]).argmax(1) == y[:500]).float().mean() > 0.6
+    again = load_model(path)
+    assert torch.equal(again.classify(x[:50]), model.classify(x[:50]))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(again.score_anomalies(x[:50]).values(), model.score_anomalies(x[:50]).values())
+    )
