@@ -26,6 +26,12 @@ log_likelihood     ``log_likelihood(x) -> (N,)`` log p(x), or a lower bound, in 
                    image; ``likelihood_protocol`` says which bound and data protocol.
 impute             ``impute(x, observed) -> (N, 1, 28, 28)`` with observed pixels returned
                    bit-identical and missing ones filled.
+explain            ``explain(x, observed=None) -> (N, 1, 28, 28)`` float32 per-pixel attributions
+                   of the decision ``classify(x, observed)`` makes, ŷ = its argmax: positive =
+                   the pixel speaks for ŷ. Unobserved pixels get exactly 0. The attributions
+                   sum to the quantity ``explanation_method`` names (exactly, or within the
+                   integration error of integrated gradients); ``decision_parameters`` is how
+                   many model parameters that quantity reads (numbers to follow one decision).
 =================  ======================================================================
 """
 
@@ -66,12 +72,21 @@ class Imputer(Protocol):
     def impute(self, x: Tensor, observed: Tensor) -> Tensor: ...
 
 
+@runtime_checkable
+class Explainer(Protocol):
+    explanation_method: str
+    decision_parameters: int
+
+    def explain(self, x: Tensor, observed: Tensor | None = None) -> Tensor: ...
+
+
 CAPABILITIES: dict[str, type] = {
     "classify": Classifier,
     "sample": Sampler,
     "score_anomalies": AnomalyScorer,
     "log_likelihood": LikelihoodModel,
     "impute": Imputer,
+    "explain": Explainer,
 }
 
 

@@ -177,10 +177,16 @@ class TensorBatches:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        labelled_batch_size: int = 0,
     ) -> None:
         self.images, self.labels = images, labels
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.max_shift, self.rank, self.world_size = max_shift, rank, world_size
+        # Semi-supervised batches: with some labels hidden (-1), each batch also gets this many labelled
+        # examples, cycled through the labelled ones in a seeded order (none where every label is known).
+        labelled = (labels >= 0).nonzero().squeeze(1)
+        self.labelled = labelled if labelled_batch_size > 0 and len(labelled) < len(labels) else labelled[:0]
+        self.labelled_batch_size = labelled_batch_size
         self.sampler = EpochShuffle(seed)
         self.batch_sampler = None  # Lightning inspects DataLoader-like objects for both attributes
 
@@ -192,14 +198,27 @@ class TensorBatches:
         n = self._num_local()
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
+    def _labelled_order(self, generator: torch.Generator) -> torch.Tensor:
+        """This rank's labelled indices for every batch of the epoch: fresh permutations, concatenated."""
+        if not len(self.labelled):
+            return self.labelled
+        pool = self.labelled[self.rank :: self.world_size] if self.world_size > 1 else self.labelled
+        rounds = math.ceil(len(self) * self.labelled_batch_size / len(pool))
+        return torch.cat([pool[torch.randperm(len(pool), generator=generator)] for _ in range(rounds)]).to(
+            self.images.device
+        )
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         generator = self.sampler.generator()
         device = self.images.device
         n = len(self.images)
         order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
         local = order[self.rank :: self.world_size][: self._num_local()].to(device)
+        extra = self._labelled_order(generator)
         for i in range(len(self)):
             idx = local[i * self.batch_size : (i + 1) * self.batch_size]
+            if len(extra):
+                idx = torch.cat([idx, extra[i * self.labelled_batch_size : (i + 1) * self.labelled_batch_size]])
             images = self.images[idx]
             if self.max_shift:
                 images = random_translate(images, self.max_shift, generator)
@@ -217,6 +236,12 @@ class MNISTDataModule(L.LightningDataModule):
             split, so that with ``train_size`` the module holds exactly that many labelled
             training images and no other (the learning curves' protocol).
         train_size: if set, a class-stratified subset of the remaining training examples.
+        label_size: if set, every training image is kept but only a class-stratified subset of this
+            many keeps its label; the others get label -1 (unlabelled), for semi-supervised families.
+            At the same seed the labelled images are the ``train_size`` subset of that size.
+        labelled_batch_size: with ``label_size``, this many labelled images are appended to every
+            training batch (cycling through them, seeded per epoch), so that n = 100 labels among
+            55 000 images still reach each step; 0 = plain batches (one label in ~550 images).
         max_shift: random translation of up to this many pixels per training image (0 = off).
         download: let torchvision fetch missing files (needs internet).
     """
@@ -232,6 +257,8 @@ class MNISTDataModule(L.LightningDataModule):
         max_shift: int = 0,
         seed: int = 0,
         download: bool = True,
+        label_size: int | None = None,
+        labelled_batch_size: int = 0,
     ) -> None:
         super().__init__()
         if name not in DATASETS:
@@ -240,6 +267,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_size, self.train_size = val_size, train_size
         self.max_shift, self.seed, self.download = max_shift, seed, download
+        self.label_size, self.labelled_batch_size = label_size, labelled_batch_size
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def prepare_data(self) -> None:
@@ -260,9 +288,17 @@ class MNISTDataModule(L.LightningDataModule):
             if not 10 <= self.train_size <= len(train_idx):
                 raise DGBenchError(f"data.train_size={self.train_size} must be in [10, {len(train_idx)}]")
             train_idx = train_idx[stratified_subset(labels[train_idx], self.train_size, generator)]
+        train_labels = labels[train_idx]
+        if self.label_size is not None:
+            if not 10 <= self.label_size <= len(train_idx):
+                raise DGBenchError(f"data.label_size={self.label_size} must be in [10, {len(train_idx)}]")
+            keep = stratified_subset(train_labels, self.label_size, generator)
+            train_labels = torch.full_like(train_labels, -1).index_copy_(0, keep, train_labels[keep])
+        if self.labelled_batch_size < 0:
+            raise DGBenchError(f"data.labelled_batch_size={self.labelled_batch_size} must be >= 0 (0 = plain batches)")
         test_images, test_labels = load_split(self.name, self.root, False, self.download)
         self.splits = {
-            "train": (images[train_idx].to(device), labels[train_idx].to(device)),
+            "train": (images[train_idx].to(device), train_labels.to(device)),
             "val": (images[val_idx].to(device), labels[val_idx].to(device)),
             "test": (test_images.to(device), test_labels.to(device)),
         }
@@ -280,6 +316,7 @@ class MNISTDataModule(L.LightningDataModule):
             seed=self.seed,  # every rank draws the same permutation and takes its own shard
             rank=rank,
             world_size=world,
+            labelled_batch_size=self.labelled_batch_size if train else 0,
         )
 
     def train_dataloader(self) -> TensorBatches:
@@ -290,3 +327,14 @@ class MNISTDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> TensorBatches:
         return self._loader("test", train=False)
+
+
+def held_out_validation(
+    name: str, val_size: int, seed: int, root: str | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The validation split that ``MNISTDataModule(name, val_size=val_size, seed=seed)`` held out of
+    training (uint8 images (N, 28, 28), labels), rebuilt by the module's own code: what a checkpoint's
+    ``validation`` record (:class:`dgbench.family.FamilyModule`) points to."""
+    datamodule = MNISTDataModule(name, root, val_size=val_size, seed=seed, download=False)
+    datamodule.setup()
+    return datamodule.splits["val"]

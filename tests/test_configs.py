@@ -21,7 +21,18 @@ from dgbench.family import FamilyModule
 from train import build_callbacks
 
 OPTIONS = sorted((path.parent.name, path.stem) for path in CONFIGS.glob("*/*.yaml"))
-GROUPS_IN_TRAIN_DEFAULTS = {"data", "model", "callbacks", "logger", "trainer", "paths", "hydra", "experiment", "debug"}
+GROUPS_IN_TRAIN_DEFAULTS = {
+    "data",
+    "model",
+    "callbacks",
+    "logger",
+    "trainer",
+    "paths",
+    "hydra",
+    "experiment",
+    "debug",
+    "hparams_search",
+}
 
 
 def test_discovery_finds_the_foundation_configs() -> None:
@@ -54,7 +65,7 @@ def test_config_composes_and_instantiates(group: str, option: str, tmp_path: Pat
     assert isinstance(datamodule, L.LightningDataModule)
     model = instantiate(cfg.model, _convert_="all")
     assert isinstance(model, FamilyModule)
-    assert model.kind in ("discriminative", "generative")
+    assert model.kind in ("discriminative", "generative", "hybrid")
     assert isinstance(model.family, str) and model.monitor[1] in ("min", "max")
     # Hyper-parameters are what a checkpoint rebuilds the model from: they must survive weights-only
     # loading, i.e. be plain values (no partials, no DictConfig).

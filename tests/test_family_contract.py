@@ -28,16 +28,22 @@ from dgbench.data import default_data_root, load_split
 from dgbench.family import FamilyModule
 
 FAMILIES = sorted(p.stem for p in (CONFIGS / "model").glob("*.yaml"))
-EVERYTHING = ("classify", "sample", "score_anomalies", "log_likelihood", "impute")
+EVERYTHING = ("classify", "sample", "score_anomalies", "log_likelihood", "impute", "explain")
 # What each family can do and is: written out here, not read off the code.
 EXPECTED: dict[str, tuple[str, tuple[str, ...]]] = {
-    "logistic_regression": ("discriminative", ("classify", "score_anomalies")),
-    "resnet": ("discriminative", ("classify", "score_anomalies")),
+    "logistic_regression": ("discriminative", ("classify", "score_anomalies", "explain")),
+    "resnet": ("discriminative", ("classify", "score_anomalies", "explain")),
     "gan": ("generative", ("sample", "score_anomalies", "impute")),
     "naive_bayes": ("generative", EVERYTHING),
     "vae": ("generative", EVERYTHING),
     "pixelcnn": ("generative", EVERYTHING),
     "diffusion": ("generative", EVERYTHING),
+    "hmm": ("generative", ("classify", "sample", "score_anomalies", "log_likelihood", "impute")),
+    "hcrf": ("discriminative", ("classify", "score_anomalies", "explain")),
+    "svm": ("discriminative", ("classify", "score_anomalies", "explain")),
+    "random_forest": ("discriminative", ("classify", "score_anomalies")),
+    "m2": ("hybrid", ("classify", "sample", "score_anomalies", "log_likelihood")),
+    "vae_finetuned": ("hybrid", ("classify", "score_anomalies", "explain")),
 }
 # evaluate.py sets these inference knobs on a loaded model where it has them; the tiny preset's values
 # keep the slow capabilities (diffusion's) to a few network evaluations per image.
@@ -183,6 +189,20 @@ def test_impute_fills_missing_pixels_and_returns_observed_ones_bit_identical(bui
     assert filled.min() >= 0 and filled.max() <= 1
     assert torch.equal(filled[observed], x[observed])
     assert not torch.equal(filled[~observed], x[~observed])  # missing pixels were filled, not passed through
+
+
+@pytest.mark.parametrize("built", declaring("explain"), indirect=True)
+def test_explain_gives_finite_per_pixel_attributions_and_zero_where_unobserved(built: Built, digits: tuple) -> None:
+    x, observed, _ = digits
+    model = built.model
+    for mask in (None, observed):
+        attributions = model.explain(x if mask is None else torch.where(mask, x, torch.zeros_like(x)), mask)
+        assert attributions.shape == x.shape and attributions.dtype == torch.float32
+        assert torch.isfinite(attributions).all() and attributions.abs().sum() > 0
+        if mask is not None:
+            assert (attributions[~mask] == 0).all()
+    assert isinstance(model.explanation_method, str) and model.explanation_method.strip()
+    assert isinstance(model.decision_parameters, int) and 0 < model.decision_parameters <= model.num_parameters
 
 
 # --- weights-only checkpoints --------------------------------------------------------------------

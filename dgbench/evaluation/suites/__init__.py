@@ -9,7 +9,7 @@ is the run order and the order of the report's tables."""
 
 from __future__ import annotations
 
-from dgbench.evaluation.suites import classification, cost, missing_features, ood, sample_quality
+from dgbench.evaluation.suites import classification, cost, interpretability, missing_features, ood, sample_quality
 from dgbench.evaluation.suites.common import Context, EvalData, Suite, autocast, batched, load_eval_data
 
 SUITES: dict[str, Suite] = {
@@ -20,6 +20,7 @@ SUITES: dict[str, Suite] = {
         missing_features.SUITE,
         sample_quality.SUITE,
         cost.SUITE,
+        interpretability.SUITE,
     )
 }
 
