@@ -13,6 +13,7 @@ from typing import Any
 import hydra
 import lightning as L
 from hydra.utils import instantiate
+from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from omegaconf import DictConfig, OmegaConf
 
@@ -21,9 +22,10 @@ from dgbench.checkpoint import latest_checkpoint
 from dgbench.cli import check_command_line
 from dgbench.family import FamilyModule
 from dgbench.rundir import RunDir
-from dgbench.runtime import environment, friendly_errors, register_resolvers, write_json
+from dgbench.runtime import environment, friendly_errors, quiet_third_party, register_resolvers, write_json
 
 register_resolvers()
+quiet_third_party()  # no advertisements, configuration echoes or library-internal deprecations
 
 
 def build_callbacks(cfg: DictConfig, model: FamilyModule) -> list[L.Callback]:
@@ -60,17 +62,48 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     checkpoint = trainer.checkpoint_callback
     ckpt_path = (checkpoint.best_model_path or checkpoint.last_model_path) if checkpoint else ""
+    best_val = best_validation(model, trainer)
     test_metrics: dict[str, float] = {}
     if cfg.get("test") and is_overridden("test_step", model):
         results = trainer.test(
             model, datamodule=datamodule, ckpt_path=ckpt_path or None, weights_only=True, verbose=False
         )
         test_metrics = {k: float(v) for k, v in results[0].items()} if results else {}
-    metrics = record(cfg, model, trainer, train_time_s, ckpt_path, test_metrics, "complete")
+    metrics = record(cfg, model, trainer, train_time_s, ckpt_path, {**best_val, **test_metrics}, "complete")
+    finish_loggers(loggers)
     if trainer.is_global_zero:
         print(" ".join(f"{k}={v:.4f}" for k, v in test_metrics.items()) or "no test metrics")
         print(f"checkpoint: {metrics['ckpt_path']}")
     return metrics
+
+
+def best_validation(model: FamilyModule, trainer: L.Trainer) -> dict[str, float]:
+    """``{"<monitor>_best": value}``: the family's validation metric at its best checkpoint (e.g.
+    ``val/acc_best``), what a hyper-parameter search optimises (``optimized_metric``)."""
+    monitor, mode = model.monitor
+    checkpoint = trainer.checkpoint_callback
+    score = getattr(checkpoint, "best_model_score", None) if checkpoint is not None else None
+    if score is None or getattr(checkpoint, "monitor", None) != monitor:
+        score = trainer.callback_metrics.get(monitor)  # no checkpoint callback: the last validation
+    return {f"{monitor}_best": float(score)} if score is not None else {}
+
+
+def finish_loggers(loggers: list[Any]) -> None:
+    """Close what Lightning leaves open: a wandb run is only complete on disk after ``finish()``."""
+    for logger in loggers:
+        if isinstance(logger, WandbLogger) and logger._experiment is not None:
+            logger.experiment.finish()
+
+
+def optimized_value(cfg: DictConfig, metrics: dict[str, Any]) -> float | None:
+    """The number a sweeper (``hparams_search=``) minimises or maximises: ``metrics[cfg.optimized_metric]``."""
+    name = cfg.get("optimized_metric")
+    if not name:
+        return None
+    if name not in metrics or not isinstance(metrics[name], int | float):
+        numeric = sorted(k for k, v in metrics.items() if isinstance(v, float) and "/" in k)
+        raise DGBenchError(f"optimized_metric={name} was not measured by this run: choose one of {numeric}")
+    return float(metrics[name])
 
 
 def record(
@@ -108,8 +141,8 @@ def record(
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 @friendly_errors
-def main(cfg: DictConfig) -> None:
-    train(cfg)
+def main(cfg: DictConfig) -> float | None:
+    return optimized_value(cfg, train(cfg))  # what hydra's Optuna sweeper optimises
 
 
 if __name__ == "__main__":

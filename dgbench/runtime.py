@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import logging
 import os
 import platform
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, NoReturn
@@ -29,6 +31,50 @@ def auto_precision(accelerator: str = "auto") -> str:
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("auto_precision"):
         OmegaConf.register_new_resolver("auto_precision", auto_precision)
+
+
+# Lines third-party libraries print on every run that tell a dgbench user nothing: an advertisement,
+# restatements of the configuration, and a restore message for the test of the checkpoint just written.
+# Matched from the start of the message; everything else (real warnings, errors, a resume's
+# "Restored all states") still prints.
+THIRD_PARTY_NOISE = (
+    "💡 Tip:",  # Lightning's litlogger / litmodels advertisements
+    "`Trainer(limit_",  # "`Trainer(limit_val_batches=2)` was configured so 2 batches will be used"
+    "`Trainer(val_check_interval=1.0)` was configured",
+    "Loading `train_dataloader` to estimate number of stepping batches",
+    "TPU available: False",
+    "HPU available: False",
+    "Restoring states from the checkpoint path",  # trainer.test(ckpt_path=best) after fitting
+    "Loaded model weights from the checkpoint",
+)
+# Library-internal deprecations (one library calling another's deprecated API, e.g. Lightning's use of
+# torch's LeafSpec): nothing a user can act on. Deprecations raised in dgbench's own code still show.
+LIBRARY_MODULES = r"(lightning|lightning_fabric|lightning_utilities|pytorch_lightning|torch|torchvision|torchmetrics|hydra|omegaconf|tensorboard|mlflow|wandb|optuna|google|pydantic|matplotlib)(\.|$)"
+
+
+class _NoiseFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        # "GPU available: False, used: False": on a machine without a GPU there is nothing to say
+        return not (message.startswith(THIRD_PARTY_NOISE) or message.startswith("GPU available: False"))
+
+
+def quiet_third_party() -> None:
+    """Silence the third-party lines listed above at their source: a filter on the loggers Lightning
+    prints them through and warning filters for library-internal deprecations. Idempotent."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _NoiseFilter) for f in logger.filters):
+            logger.addFilter(_NoiseFilter())
+    # optuna's and MLflow's database layers announce every migration step
+    for name in ("alembic", "mlflow.store.db.utils", "matplotlib", "PIL"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for category in (DeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category, module=LIBRARY_MODULES)
+    with contextlib.suppress(ImportError):  # Lightning's deprecations of what a config asks for: keep them
+        from lightning.fabric.utilities.rank_zero import LightningDeprecationWarning
+
+        warnings.filterwarnings("default", category=LightningDeprecationWarning)
 
 
 def friendly_errors(main: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
@@ -57,6 +103,18 @@ def cpu_model() -> str:
         return f"{info['model name']}, family {info['cpu family']} model {info['model']}"
     except (OSError, KeyError):
         return platform.processor() or platform.machine()
+
+
+def fast_bf16(device: torch.device) -> bool:
+    """Whether bf16 autocast pays on ``device``: a CUDA GPU, or a CPU with native bf16 arithmetic that
+    oneDNN uses (AVX512-BF16 or AMX; /proc/cpuinfo flags). Elsewhere bf16 is emulated and slower."""
+    if device.type == "cuda":
+        return True
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return False
+    return device.type == "cpu" and bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
 
 
 def environment() -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """The Gaussian diffusion noise schedule: the ᾱ table and every formula that needs only it.
 
-That is the forward process q, its posterior, the DDPM and DDIM reverse steps, and the terms of
+That is the forward process q, its posterior, the DDPM, DDIM and DPM-Solver++(2M) reverse steps, and the terms of
 the variational bound given the network's x̂_0 (the network itself lives elsewhere).
 
 Notation follows Ho et al. 2020 ("Denoising Diffusion Probabilistic Models", DDPM), with
@@ -156,6 +156,40 @@ class NoiseSchedule(nn.Module):
             out = out + sigma2.sqrt().to(x_t.dtype) * noise
         return out
 
+    def log_snr(self, t: Tensor | int, like: Tensor) -> Tensor:
+        """λ_t = log(α_t / σ_t) = ½ (log ᾱ_t - log(1 - ᾱ_t)), float64 (N, 1, 1, 1); +∞ at t = -1 (clean data)."""
+        a = self.alpha_bar(t, like)
+        return 0.5 * (a.log() - torch.log1p(-a))
+
+    def dpmpp_2m_step(
+        self,
+        x0: Tensor,
+        x_t: Tensor,
+        t: Tensor | int,
+        t_prev: Tensor | int,
+        x0_last: Tensor | None = None,
+        t_last: Tensor | int | None = None,
+    ) -> Tensor:
+        """DPM-Solver++(2M) step (Lu et al. 2022, "DPM-Solver++", Algorithm 2), data-prediction form.
+
+        With α_t = √ᾱ_t, σ_t = √(1 - ᾱ_t), λ = log(α/σ) and h = λ_prev - λ_t:
+        x_prev = (σ_prev / σ_t) x_t + α_prev (1 - e^{-h}) D, where D = x̂_0 (first order, the
+        DDIM step) or, given the previous step's x̂_0 at ``t_last`` with h_last = λ_t - λ_last,
+        D = x̂_0 + (h / 2 h_last)(x̂_0 - x̂_0,last) (second order, multistep). To t_prev = -1
+        (σ = 0, h = ∞) the first-order step is exactly x̂_0; the second-order one is undefined there,
+        so callers take a first-order final step, as the authors' code does.
+        """
+        lam, lam_prev = self.log_snr(t, x_t), self.log_snr(t_prev, x_t)
+        a, a_prev = self.alpha_bar(t, x_t), self.alpha_bar(t_prev, x_t)
+        h = lam_prev - lam
+        coef_x = ((1 - a_prev) / (1 - a)).sqrt()  # σ_prev / σ_t
+        coef_d = a_prev.sqrt() * -torch.expm1(-h)  # α_prev (1 - e^{-h})
+        d = x0
+        if x0_last is not None:
+            r = h / (lam - self.log_snr(t_last, x_t))  # 1 / r_0 of the paper: h / h_last
+            d = x0 + (0.5 * r).to(x0.dtype) * (x0 - x0_last)
+        return coef_x.to(x_t.dtype) * x_t + coef_d.to(x_t.dtype) * d
+
     def renoise(self, x_prev: Tensor, t_prev: Tensor | int, t: Tensor | int, noise: Tensor) -> Tensor:
         """Sample q(x_t | x_{t_prev}) = N(√(ᾱ_t/ᾱ_prev) x_prev, (1 - ᾱ_t/ᾱ_prev) I): a jump back in time (RePaint)."""
         ratio = self.alpha_bar(t, x_prev) / self.alpha_bar(t_prev, x_prev)
@@ -197,13 +231,23 @@ class NoiseSchedule(nn.Module):
         t = edges[:-1] + (torch.rand(k, generator=generator) * widths).long()
         return torch.cat([torch.zeros(1, dtype=torch.long), t]), torch.cat([torch.ones(1), widths.double()])
 
-    def timesteps(self, num_steps: int) -> list[tuple[int, int]]:
+    def timesteps(self, num_steps: int, spacing: str = "uniform") -> list[tuple[int, int]]:
         """(t, t_prev) pairs of a ``num_steps``-step sampler, from T - 1 down to clean data.
 
-        Evenly spaced and starting at the last timestep ("trailing" spacing, Lin et al. 2024), so
-        the first step sees inputs whose ᾱ ≈ 0 matches the pure noise a sampler starts from.
+        Starting at the last timestep ("trailing" spacing, Lin et al. 2024), so the first step sees
+        inputs whose ᾱ ≈ 0 matches the pure noise a sampler starts from. ``uniform``: evenly spaced
+        in t. ``quadratic``: evenly spaced in √t (DPM-Solver's "time_quadratic" for discrete-time
+        pixel models, Lu et al. 2022): the cosine schedule's log-SNR rises steeply near t = 0
+        (λ ≈ 2.3 at t = 53, 5.0 at t = 0), and uniform steps would cross that rise in one step.
+        Timesteps that round to the same integer are merged, so large ``num_steps`` may give fewer pairs.
         """
         if not 1 <= num_steps <= self.num_timesteps:
             raise DGBenchError(f"sampling steps must be in [1, {self.num_timesteps}], got {num_steps}")
-        ts = torch.linspace(self.num_timesteps - 1, 0, num_steps).round().long().tolist()
+        last = self.num_timesteps - 1
+        if spacing == "uniform":
+            ts = torch.linspace(last, 0, num_steps).round().long().tolist()
+        elif spacing == "quadratic":
+            ts = sorted(set((torch.linspace(math.sqrt(last), 0, num_steps) ** 2).round().long().tolist()), reverse=True)
+        else:
+            raise DGBenchError(f"unknown timestep spacing {spacing!r}: choose 'uniform' or 'quadratic'")
         return list(zip(ts, ts[1:] + [-1], strict=True))
