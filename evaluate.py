@@ -14,6 +14,7 @@ import os
 import shlex
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from dgbench import DGBenchError
+from dgbench import DGBenchError, progress
 from dgbench.capabilities import capabilities_of
 from dgbench.checkpoint import load_model, resolve_checkpoint
 from dgbench.cli import check_command_line
@@ -40,9 +41,10 @@ from dgbench.evaluation.report import write_report
 from dgbench.evaluation.suites import SUITES, Context, load_eval_data
 from dgbench.evaluation.suites import common as suites_common
 from dgbench.rundir import RunDir
-from dgbench.runtime import environment, friendly_errors, register_resolvers
+from dgbench.runtime import environment, friendly_errors, quiet_third_party, register_resolvers
 
 register_resolvers()
+quiet_third_party()
 
 
 def select_suites(requested: Any) -> tuple[list[str], bool]:
@@ -88,7 +90,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     data = load_eval_data(cfg.in_distribution, cfg.paths.data_dir, budget, cfg.seed)
     uses_feature_net = any(SUITES[s].uses_feature_net for s in runnable)
     feature_net = load_feature_net(cfg.feature_net, device) if uses_feature_net else None
-    ctx = Context(data, budget, device, cfg.batch_size, cfg.seed, feature_net)
+    ctx = Context(data, budget, device, cfg.batch_size, cfg.seed, feature_net, cfg.paths.data_dir)
     out_dir = Path(cfg.paths.output_dir)
     store = RecordStore(cfg.records_dir or out_dir / RECORDS, cfg.cache_dir if cfg.cache else None)
     # Everything besides the checkpoint and the suite that determines a result (records.py).
@@ -107,6 +109,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "in_distribution": cfg.in_distribution,
         "suites": suites,
         "budget": budget,
+        "budget_policy": cfg.budget_policy,
         "seed": cfg.seed,
         **environment(),
         "eval_device": str(device),
@@ -121,6 +124,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             results[name] = {
                 "family": model.family,
                 "kind": model.kind,
+                "learns": model.learns,
                 "checkpoint": portable_path(ckpt),
                 "sha256": file_digest(ckpt),
                 "capabilities": capabilities,
@@ -128,6 +132,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                 "budget": budget,
                 "suites": {},
             }
+            model_ctx = replace(ctx, budget=model_budget(model, budget, cfg.budget_policy, name))
+            results[name]["budget"] = model_ctx.budget
             store.save_model(index, name, {k: v for k, v in results[name].items() if k not in ("suites", "budget")})
             family_key = {"checkpoint": results[name]["sha256"], "family_code": family_code_digest(type(model))}
             for suite in suites:
@@ -142,7 +148,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                     **family_key,
                     suite=suite,
                     suite_code=suite_code_digest(record),
-                    budget=budget.get(suite),
+                    budget=[model_ctx.budget.get(b) for b in (suite, *record.extra_budgets)],
                     feature_net=feature_digest if record.uses_feature_net else None,
                 )
                 try:
@@ -154,7 +160,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                 except KeyError:
                     pass
                 t0 = time.perf_counter()
-                result = {**record.run(model, ctx), "seconds": round(time.perf_counter() - t0, 2)}
+                # what shortens it, named in its time estimate (dgbench.progress)
+                hint = " or ".join(f"budget.{b}=N" for b in (suite, *record.extra_budgets) if b in budget)
+                with progress.suite(f"{name}: {suite}", hint):
+                    result = {**record.run(model, model_ctx), "seconds": round(time.perf_counter() - t0, 2)}
                 store.save(index, name, suite, key, result)
                 results[name]["suites"][suite] = result
                 measured += 1
@@ -211,6 +220,20 @@ def family_code_digest(cls: type) -> str:
 def suite_code_digest(suite: Any) -> str:
     """The suite's module, the shared suite code and the metrics: changes when the definition does."""
     return source_digest(sys.modules[suite.run.__module__], suites_common, metrics, stats)
+
+
+def model_budget(model: Any, budget: dict[str, int], policy: str, name: str) -> dict[str, int]:
+    """The budgets ``model`` is evaluated with. ``first_look`` (the default) caps them at the family's
+    ``first_look_budget``, what keeps one evaluation of it within ~15 min on a 2-core CPU; ``fixed``
+    gives every family the budgets as configured (the benchmark's policy)."""
+    if policy not in ("first_look", "fixed"):
+        raise DGBenchError(f"budget_policy={policy!r}: choose first_look or fixed")
+    caps = getattr(model, "first_look_budget", None) or {}
+    capped = {k: min(v, caps[k]) if policy == "first_look" and k in caps else v for k, v in budget.items()}
+    if capped != budget:
+        lowered = ", ".join(f"{k}={capped[k]}" for k in budget if capped[k] != budget[k])
+        print(f"{name}: a first look: {lowered} (budget_policy=fixed for the configured budgets)", flush=True)
+    return capped
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="evaluate")

@@ -89,8 +89,8 @@ Task = tuple[str, Callable[..., Any], tuple[Any, ...], str | None]  # (name, fun
 
 def run_tasks(tasks: list[Task], workers: int) -> dict[str, Any]:
     """Run every task, ``workers`` at a time; a task starts once the task named in its ``after`` is
-    done. Ready tasks are queued in list order (the first ones first), a dependent task when its
-    predecessor finishes. Returns {name: result}."""
+    done. A worker that frees up takes the first ready dependent task (an evaluation of a finished
+    training: the critical path), else the first ready task in list order. Returns {name: result}."""
     if workers <= 1:
         return {name: fn(*args) for name, fn, args, _ in tasks}  # list order respects ``after``
     threads = max(1, (os.cpu_count() or 1) // workers)
@@ -99,7 +99,8 @@ def run_tasks(tasks: list[Task], workers: int) -> dict[str, Any]:
     pending, running, results = list(tasks), {}, {}
     try:
         while pending or running:
-            for task in [t for t in pending if t[3] is None or t[3] in results]:
+            ready = [t for t in pending if t[3] is None or t[3] in results]
+            for task in sorted(ready, key=lambda t: t[3] is None)[: workers - len(running)]:  # stable sort
                 pending.remove(task)
                 running[pool.submit(task[1], *task[2])] = task[0]
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -157,7 +158,8 @@ def curve_jobs(preset: Any, common: list[str], runs: Path) -> list[tuple[Job, in
             for seed in seeds if size is not None else curves.full_set_seeds:
                 overrides = [*common, *preset.families[family], *extra, f"seed={seed}"]
                 if size is not None:
-                    overrides += [f"data.train_size={size}", *NO_VALIDATION, *QUIET]
+                    # semi-supervised families keep every training image and see only `size` labels
+                    overrides += [f"{spec.get('size_setting') or 'data.train_size'}={size}", *NO_VALIDATION, *QUIET]
                     if spec.steps is not None:  # a fixed number of updates; the last one is saved
                         overrides += [  # (an epoch may be one step: no epoch-based schedule)
                             "trainer.max_epochs=-1",
@@ -187,6 +189,8 @@ def fashion_jobs(preset: Any, common: list[str], runs: Path) -> list[Job]:
 def stage_train(preset: Any, common: list[str], runs: Path, workers: int, stages: list[str]) -> None:
     """Train every run the selected stages need in one pool, so no core idles between stages."""
     jobs = family_jobs(preset, common, runs)[::-1]
+    longest = list(preset.get("longest_first") or [])  # a preset that lists families in report order
+    jobs.sort(key=lambda job: longest.index(job[0]) if job[0] in longest else len(longest))
     if "fashion" in stages:
         jobs += fashion_jobs(preset, common, runs)[::-1]
     if "curves" in stages:
@@ -338,7 +342,7 @@ def write_curves(
             xs,
             [m for m, _ in stats],
             yerr=[sd for _, sd in stats],
-            fmt="-o" if kind == "discriminative" else "--o",
+            fmt={"discriminative": "-o", "generative": "--o"}.get(kind, ":o"),  # hybrids dotted
             capsize=3,
             label=f"{family} ({kind})",
         )

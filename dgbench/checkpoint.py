@@ -81,6 +81,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> FamilyMo
     try:
         model = cls(**checkpoint.get("hyper_parameters", {}))
         model.load_state_dict(checkpoint["state_dict"])
+        model.validation_split = checkpoint["dgbench"].get("validation")
     except (TypeError, RuntimeError) as err:  # renamed arguments, changed layers
         reason = str(err).strip().splitlines()[0][:160]
         raise DGBenchError(

@@ -14,6 +14,7 @@ from dgbench import DGBenchError
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 CHECKPOINT_FORMAT = 1
+LEARNS = {"discriminative": "p(y|x)", "generative": "p(x|y), p(x)"}  # what a kind models, unless a family says
 
 
 def public_class_path(cls: type) -> str:
@@ -32,7 +33,7 @@ def public_class_path(cls: type) -> str:
 class FamilyModule(L.LightningModule):
     """Base class of every model family.
 
-    Subclasses set ``family`` (short name), ``kind`` (``discriminative`` or ``generative``) and
+    Subclasses set ``family`` (short name), ``kind`` (``discriminative``, ``generative`` or ``hybrid``) and
     ``monitor`` (the validation metric and mode that picks the best checkpoint), call
     ``self.save_hyperparameters(ignore=["optimizer", "scheduler"])`` in ``__init__``, and implement
     the capability methods of :mod:`dgbench.capabilities` that they truly have.
@@ -44,11 +45,23 @@ class FamilyModule(L.LightningModule):
     """
 
     family: ClassVar[str]
-    kind: ClassVar[str]
+    kind: ClassVar[str]  # discriminative, generative, or hybrid (both objectives, e.g. semi-supervised)
+
+    @property
+    def learns(self) -> str:
+        """What the family models, for the head-to-head's first row; hybrids say it themselves."""
+        return LEARNS.get(self.kind, self.kind)
+
     monitor: ClassVar[tuple[str, str]] = ("val/loss", "min")
     # Why ``classify``'s class probabilities are not probabilities (e.g. a softmax at an arbitrary
     # temperature), or None where they are: the evaluation then reports NLL and ECE as N/A with it.
     uncalibrated_reason: ClassVar[str | None] = None
+    # The largest budgets (images per suite) a default evaluation gives this family: what keeps one
+    # evaluate.py run of it within ~15 min on a 2-core CPU (evaluate.py, budget_policy=first_look).
+    first_look_budget: ClassVar[dict[str, int]] = {}
+    # Set by ``dgbench.checkpoint.load_model`` from the checkpoint: the held-out split it was trained
+    # beside ({"dataset", "val_size", "seed"}), or None (no validation split, or an older checkpoint).
+    validation_split: dict[str, Any] | None = None
 
     def __init__(self, optimizer: OptimizerFactory | None = None, scheduler: SchedulerFactory | None = None) -> None:
         super().__init__()
@@ -77,7 +90,16 @@ class FamilyModule(L.LightningModule):
             "family": self.family,
             "kind": self.kind,
             "class_path": public_class_path(type(self)),
+            "validation": self._validation_record(),
         }
+
+    def _validation_record(self) -> dict[str, Any] | None:
+        """Which images this model never trained on and may be calibrated on: the data module's
+        held-out split (``dgbench.data.held_out_validation`` rebuilds it), or None without one."""
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        if not getattr(datamodule, "val_size", 0):
+            return None
+        return {"dataset": datamodule.name, "val_size": int(datamodule.val_size), "seed": int(datamodule.seed)}
 
     @property
     def num_parameters(self) -> int:

@@ -31,7 +31,7 @@ def jobs_at(preset: str, family: str, size: int | str) -> list[tuple[list[str], 
     found = [
         (overrides, run_dir, seed)
         for (_, overrides, run_dir), label, seed in curve_jobs(spec, list(spec.get("common", [])), Path("runs"))
-        if label == size and run_dir.name.startswith(family)
+        if label == size and (run_dir.name == family or run_dir.name.startswith(f"{family}_{size}_s"))
     ]
     assert found, f"no curve run of {family} at {size} in the {preset} preset"
     return found
@@ -44,14 +44,20 @@ def labelled(cfg: Any) -> dict[str, Any]:
     return datamodule.splits
 
 
-@pytest.mark.parametrize("family", ["logistic_regression", "naive_bayes", "resnet", "vae"])
+@pytest.mark.parametrize("family", list(PRESETS.cpu.curves.families))
 def test_a_run_at_n_100_reads_exactly_100_labels_and_selects_nothing_on_validation(family: str, tmp_path: Path) -> None:
     from train import build_callbacks
 
     for overrides, _, seed in jobs_at("cpu", family, 100):
         cfg = compose_config(overrides, tmp_path)
         splits = labelled(cfg)
-        assert len(splits["train"][1]) == 100 and len(splits["val"][1]) == 0  # train + val = n
+        train_labels = splits["train"][1]
+        if PRESETS.cpu.curves.families[family].get("size_setting") == "data.label_size":
+            # semi-supervised: every training image (no validation split), exactly 100 of them labelled
+            assert len(train_labels) == 60000 and int((train_labels >= 0).sum()) == 100
+        else:
+            assert len(train_labels) == 100
+        assert len(splits["val"][1]) == 0  # labels seen in training = n
         assert cfg.data.seed == cfg.seed == seed  # the seed draws the subset
         # No validation loop, and no checkpoint picked on a metric: the last state is the one tested.
         assert cfg.trainer.limit_val_batches == 0

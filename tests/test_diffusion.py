@@ -37,6 +37,7 @@ def model() -> DiffusionModel:
         sample_steps=4,
         likelihood_timesteps=4,
         classify_pairs=3,
+        bf16_inference=False,  # exact comparisons below: fp32 (bf16 is checked on its own)
         recon_levels=[0.5],
         recon_steps=2,
         impute_steps=3,
@@ -189,7 +190,7 @@ def test_bound_with_oracle_denoiser_is_prior_plus_decoder(
     x = mnist[0][:1]
     x0 = x * 2 - 1
     monkeypatch.setattr(
-        model, "_eps", lambda x_t, t, labels, w=0.0: model.schedule.predict_eps(x_t, x0.expand_as(x_t), t)
+        model, "_eps", lambda x_t, t, labels, w=0.0, exact=False: model.schedule.predict_eps(x_t, x0.expand_as(x_t), t)
     )
     schedule = model.schedule
     a_T = schedule.alphas_cumprod[-1]
@@ -221,7 +222,7 @@ def test_reconstruction_score_is_the_distance_to_what_the_denoiser_returns(
 
     def pointing_at(image: torch.Tensor):  # noqa: ANN202
         x0 = image * 2 - 1
-        return lambda x_t, t, labels, w=0.0: model.schedule.predict_eps(x_t, x0, t)
+        return lambda x_t, t, labels, w=0.0, exact=False: model.schedule.predict_eps(x_t, x0, t)
 
     other = x.roll(1, 0)  # each image's target is another digit
     monkeypatch.setattr(model, "_eps", pointing_at(other))
@@ -238,3 +239,44 @@ def test_inpainting_returns_observed_values_off_the_8_bit_grid_unchanged(model: 
     x = mnist[0] + 1e-3 * torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(5))
     observed = torch.rand(x.shape, generator=torch.Generator().manual_seed(3)) < 0.5
     assert torch.equal(model.impute(x, observed)[observed], x[observed])
+
+
+def test_adaptive_class_elimination_matches_a_brute_force_two_stage_classifier(
+    model: DiffusionModel, mnist, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Li et al. Algorithm 2 written out by hand from single-class network calls: every class gets the
+    strided first pairs, the best ``keep`` classes all pairs; a class's score is its mean error."""
+    x, _ = mnist
+    P, P1, K, T = 6, 2, 3, model.schedule.num_timesteps
+    monkeypatch.setattr(model, "classify_pairs", P)
+    t = ((torch.arange(P) + 0.5) * T / P).long()
+    noise = torch.randn((P, 1, 28, 28), generator=torch.Generator().manual_seed(0))
+    errors = torch.zeros(len(x), P, 10)  # every (image, pair, class), one network call each
+    with torch.no_grad():
+        for p in range(P):
+            x_t = model.schedule.add_noise(x * 2 - 1, noise[p : p + 1].expand_as(x), t[p].expand(len(x)))
+            for c in range(10):
+                eps = model.ema.averaged(x_t, t[p].expand(len(x)), torch.full((len(x),), c))
+                errors[:, p, c] = ((eps - noise[p]) ** 2).flatten(1).sum(1)
+    first = [0, 3]  # P1 = 2 of 6 pairs, strided
+    expected = errors[:, first].mean(1)
+    for i in range(len(x)):
+        kept = expected[i].topk(K, largest=False).indices
+        expected[i, kept] = errors[i, :, kept].mean(0)
+    monkeypatch.setattr(model, "classify_first_pairs", P1)
+    monkeypatch.setattr(model, "classify_keep", K)
+    torch.testing.assert_close(model.classify(x), torch.log_softmax(-expected, 1), atol=1e-4, rtol=1e-4)
+    monkeypatch.setattr(model, "classify_keep", 10)  # keeping every class is the plain classifier
+    torch.testing.assert_close(model.classify(x), torch.log_softmax(-errors.mean(1), 1), atol=1e-4, rtol=1e-4)
+
+
+def test_bf16_inference_keeps_the_bound_in_fp32(model: DiffusionModel, mnist, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bf16 autocast (where the CPU has it) speeds up everything but the likelihood, which stays fp32."""
+    x, _ = mnist
+    monkeypatch.setattr("models.diffusion.model.fast_bf16", lambda device: True)  # as on an AVX512-BF16 CPU
+    fp32 = {"bound": model.log_likelihood(x), "classify": model.classify(x)}
+    monkeypatch.setattr(model, "bf16_inference", True)
+    assert torch.equal(model.log_likelihood(x), fp32["bound"])
+    low = model.classify(x)
+    assert not torch.equal(low, fp32["classify"])  # autocast really ran
+    torch.testing.assert_close(low.exp(), fp32["classify"].exp(), atol=0.05, rtol=0)

@@ -23,6 +23,8 @@ TINY_BUDGET = [
     "budget.missing_features=50",
     "budget.sample_quality=50",
     "budget.cost=50",
+    "budget.interpretability=20",
+    "budget.calibration=100",
     "batch_size=100",
     "device=cpu",
 ]
@@ -152,3 +154,17 @@ def test_cli_empty_checkpoint_list_exits_with_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error: no checkpoints given") and "Traceback" not in result.stderr
     assert not (tmp_path / "report.json").exists()
+
+
+def test_a_first_look_caps_only_the_families_that_declare_caps() -> None:
+    from evaluate import model_budget
+
+    class Slow:
+        first_look_budget = {"classification": 200, "ood": 100}
+
+    budget = {"classification": 2000, "ood": 50, "cost": 500}
+    assert model_budget(Slow(), budget, "first_look", "slow") == {"classification": 200, "ood": 50, "cost": 500}
+    assert model_budget(Slow(), budget, "fixed", "slow") == budget
+    assert model_budget(object(), budget, "first_look", "fast") == budget
+    with pytest.raises(DGBenchError, match="budget_policy"):
+        model_budget(Slow(), budget, "everything", "slow")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from dgbench.evaluation.suites import SUITES
+from dgbench.family import LEARNS
 from dgbench.runtime import write_json
 
 NA = "N/A"
@@ -53,7 +54,7 @@ def summary_table(results: dict[str, dict[str, Any]]) -> list[str]:
     suites = sorted((s for s in SUITES.values() if s.summary), key=lambda s: s.summary_rank)
     rows: dict[str, dict[str, Any]] = {}
     for m, r in results.items():
-        learns = "p(y|x)" if r["kind"] == "discriminative" else "p(x|y), p(x)"
+        learns = r.get("learns") or LEARNS.get(r["kind"], "")  # records written before families declared it
         rows.setdefault("Primary goal / what it learns", {})[m] = (
             f"{r['kind']}: {learns}; can {', '.join(r['capabilities'])}"
         )

@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from dgbench import calibration
+from dgbench.data import held_out_validation
 from dgbench.evaluation import metrics, stats
 from dgbench.evaluation.suites.common import Context, Results, Suite, batched, plt, save_figure, with_ci
 
@@ -21,14 +23,44 @@ def classification(model: Any, ctx: Context) -> dict[str, Any]:
     result = {"n": n, **metrics.classification_metrics(log_probs, labels)}
     correct = log_probs.argmax(1) == labels
     result["accuracy_ci"] = list(stats.wilson(int(correct.sum()), n))
+    result["_confidence"] = log_probs.amax(1).exp()  # for the reliability diagram
+    result.update(temperature_scaled(model, ctx, log_probs, labels))
     # A family whose class scores are not probabilities (an arbitrary temperature) says why;
-    # its NLL and ECE would describe nothing, so they are N/A.
+    # its raw NLL and ECE would describe nothing, so they are N/A (the temperature-scaled ones stand).
     reason = getattr(model, "uncalibrated_reason", None)
     if reason:
         result.update(nll=None, ece=None, calibration_na=reason)
+        if "nll_ts" in result:
+            result["_confidence"] = result["_confidence_ts"]
+    result.pop("_confidence_ts", None)
     result["_correct"] = correct  # per image, in test order: the pairing for McNemar's test
-    result["_confidence"] = log_probs.amax(1).exp()  # for the reliability diagram
     return result
+
+
+def temperature_scaled(model: Any, ctx: Context, log_probs: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
+    """NLL and ECE after temperature scaling (dgbench.calibration) fitted on ``budget.calibration`` images of
+    the validation split the checkpoint records (never test images), for every family that has one: the
+    like-for-like comparison of families whose raw scores are not probabilities with those whose are."""
+    n_val, split = ctx.budget.get("calibration", 0), getattr(model, "validation_split", None)
+    if not n_val or not split:
+        why = "budget.calibration=0" if not n_val else "the checkpoint records no validation split"
+        return {"temperature_na": why}
+    images, val_labels = held_out_validation(split["dataset"], split["val_size"], split["seed"], ctx.data_root)
+    if split["dataset"] != ctx.data.in_dist:
+        return {"temperature_na": f"trained on {split['dataset']}, evaluated on {ctx.data.in_dist}"}
+    n_val = min(n_val, len(images))
+    val_images = images[:n_val].unsqueeze(1).float() / 255
+    val_log_probs = batched(model.classify, val_images, batch_size=ctx.batch_size, device=ctx.device)
+    beta = calibration.fit_temperature(val_log_probs, val_labels[:n_val])
+    scaled = calibration.apply_temperature(log_probs, beta)
+    found = metrics.classification_metrics(scaled, labels)
+    return {
+        "temperature": 1 / beta,
+        "n_calibration": n_val,
+        "nll_ts": found["nll"],
+        "ece_ts": found["ece"],
+        "_confidence_ts": scaled.amax(1).exp(),
+    }
 
 
 def _accuracy(r: dict[str, Any]) -> str:
@@ -39,6 +71,16 @@ def rows(results: Results, records: dict[str, dict[str, Any]]) -> dict[str, dict
     ran = {m: r for m, r in results.items() if r}
     table: dict[str, dict[str, Any]] = {"accuracy [95 % Wilson]": {m: _accuracy(r) for m, r in ran.items()}}
     table.update({metric: {m: r.get(metric) for m, r in ran.items()} for metric in ("nll", "ece")})
+    # Temperature scaling on held-out validation images, for every family (Guo et al. 2017).
+    table["temperature T (validation images)"] = {
+        m: f"{r['temperature']:.3g} (n = {r['n_calibration']})" for m, r in ran.items() if "temperature" in r
+    }
+    table.update(
+        {
+            f"{metric}, temperature-scaled": {m: r.get(f"{metric}_ts") for m, r in ran.items()}
+            for metric in ("nll", "ece")
+        }
+    )
     for other, r_other in ran.items():  # McNemar, paired on the first min(n) test images
         row = f"vs {other}: McNemar p"
         for m, r in ran.items():
@@ -54,8 +96,9 @@ def rows(results: Results, records: dict[str, dict[str, Any]]) -> dict[str, dict
 
 def figure(results: Results, out_dir: Path) -> list[str]:
     """Reliability diagram (DeGroot & Fienberg 1983; Guo et al. 2017): accuracy against confidence in
-    10 equal-width bins, one line per model whose class probabilities are probabilities."""
-    calibrated = {m: r for m, r in results.items() if r and not r.get("calibration_na")}
+    10 equal-width bins, one line per model: its own probabilities, or (marked) the temperature-scaled
+    ones where its raw class scores are not probabilities."""
+    calibrated = {m: r for m, r in results.items() if r and (not r.get("calibration_na") or "ece_ts" in r)}
     if not calibrated:
         return []
     fig, ax = plt.subplots(figsize=(5, 5))
@@ -68,7 +111,7 @@ def figure(results: Results, out_dir: Path) -> list[str]:
             [confidence[bins == b].mean().item() for b in filled],
             [correct[bins == b].mean().item() for b in filled],
             marker="o",
-            label=f"{m} (ECE {r['ece']:.3f})",
+            label=f"{m} (ECE {r['ece']:.3f})" if r["ece"] is not None else f"{m}, T-scaled (ECE {r['ece_ts']:.3f})",
         )
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax.set(xlabel="confidence (max class probability)", ylabel="accuracy", title="Reliability (test set)")
@@ -93,4 +136,5 @@ SUITE = Suite(
     summary=summary,
     summary_rank=1,
     figure=figure,
+    extra_budgets=("calibration",),
 )

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from dgbench.data import load_split
+from dgbench.progress import Progress
 
 matplotlib.use("Agg")  # figures go to files: never ask for a display
 import matplotlib.pyplot as plt  # noqa: E402
@@ -84,12 +85,24 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on ``device`` (CUDA runs asynchronously): what a timer needs."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def batched(fn: Callable[..., Any], *inputs: Tensor, batch_size: int, device: torch.device) -> Any:
-    """Apply ``fn`` chunk by chunk on ``device``; concatenate tensors (or dicts of tensors) on the CPU."""
-    outputs = []
+    """Apply ``fn`` chunk by chunk on ``device``; concatenate tensors (or dicts of tensors) on the CPU.
+
+    A long loop reports on stderr (``dgbench.progress``): its estimated time from the first batch,
+    then images done / total, images/s and the time left, at most every 10 s."""
+    outputs, n = [], len(inputs[0])
+    progress = Progress(n, getattr(fn, "__name__", "inference"), sync=lambda: synchronize(device))
     with torch.inference_mode(), autocast(device):
-        for start in range(0, len(inputs[0]), batch_size):
+        for start in range(0, n, batch_size):
             outputs.append(fn(*(x[start : start + batch_size].to(device) for x in inputs)))
+            progress.update(min(start + batch_size, n))
+    progress.close()
     if isinstance(outputs[0], dict):
         return {k: torch.cat([o[k].float().cpu() for o in outputs]) for k in outputs[0]}
     return torch.cat([o.float().cpu() for o in outputs])
@@ -103,6 +116,7 @@ class Context:
     batch_size: int
     seed: int
     feature_net: Any  # a trained classifier with ``features`` (see dgbench.evaluation.features)
+    data_root: str | None = None  # where the datasets are (None: $DATA_DIR): validation splits are read from it
 
 
 def with_ci(value: float, ci: list[float], digits: int = 3) -> str:
@@ -147,3 +161,5 @@ class Suite:
     # Whether it measures with ``Context.feature_net``, which evaluate.py loads only when a suite
     # that can run on one of the models does.
     uses_feature_net: bool = False
+    # Budgets it reads besides its own (``budget.<name>``): part of its results' cache key.
+    extra_budgets: tuple[str, ...] = ()
