@@ -13,10 +13,13 @@ from conftest import TINY_MODELS
 from omegaconf import OmegaConf
 
 from dgbench.data import MNISTDataModule, default_data_root
+from dgbench.evaluation.suites.sample_quality import mean_pairwise_distance, within_class_diversity
 from models.gan import ConditionalGAN
 
 TINY_GAN = TINY_MODELS["gan"]
 TINY_NETS = dict(OmegaConf.from_dotlist([o for o in TINY_GAN if o.startswith("model.") and "=" in o]).model)
+SHIPPED = OmegaConf.load(Path(__file__).parents[1] / "configs" / "model" / "gan.yaml")
+TINY_NETS = {"g_norm": SHIPPED.g_norm, "mode_seeking": SHIPPED.mode_seeking, **TINY_NETS}  # the shipped recipe
 NETWORKS = ("generator", "discriminator", "encoder")
 
 
@@ -125,3 +128,64 @@ def test_inversion_recovers_generated_images_better_than_random(trained: Conditi
     _, random_after = model.fit_latents(shuffled, everything, steps=20)
     assert after.mean() < before.mean()
     assert after.median() < random_after.median()
+
+
+# --- within-class diversity: mode collapse inside a class ---------------------------------------
+def real_digits(n: int = 400) -> tuple[torch.Tensor, torch.Tensor]:
+    data = tiny_data()
+    data.setup("fit")
+    x, y = zip(*data.train_dataloader())
+    return torch.cat(x)[:n], torch.cat(y)[:n]
+
+
+def samples_by_class(model: ConditionalGAN, per_class: int = 30) -> tuple[torch.Tensor, torch.Tensor]:
+    labels = torch.arange(10).repeat_interleave(per_class)
+    return model.sample(len(labels), labels, torch.Generator().manual_seed(6)), labels
+
+
+def test_mean_pairwise_distance_matches_a_double_loop() -> None:
+    x = torch.rand(7, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    pairs = [(x[i] - x[j]).flatten().norm().item() for i in range(7) for j in range(7) if i != j]
+    assert mean_pairwise_distance(x) == pytest.approx(sum(pairs) / len(pairs), rel=1e-6)
+
+
+def test_diversity_scores_one_digit_per_class_near_zero_and_real_digits_near_one() -> None:
+    """A sampler that ignores z (one real digit per class) against one that draws real digits."""
+    x, y = real_digits()
+    reference, reference_labels, pool, pool_labels = x[:200], y[:200], x[200:], y[200:]
+    collapsed = torch.stack([pool[pool_labels == c][0] for c in pool_labels])
+    collapsed = collapsed + 0.01 * torch.randn(collapsed.shape, generator=torch.Generator().manual_seed(1))
+    real = within_class_diversity(pool, pool_labels, reference, reference_labels)
+    fake = within_class_diversity(collapsed, pool_labels, reference, reference_labels)
+    assert 0.8 < real["diversity"] < 1.25 and real["diversity_min"] > 0.6
+    assert fake["diversity"] < 0.1
+    assert set(fake["diversity_per_class"]) == set(range(10))
+
+
+def test_a_generator_that_ignores_z_fails_the_diversity_check(trained: ConditionalGAN) -> None:
+    """The tiny trained GAN varies its samples with z; the same network with z's weights zeroed
+    draws one image per class and must fail, pixel space, against real digits of each class."""
+    x, y = real_digits()
+    uses_z = within_class_diversity(*samples_by_class(trained), x, y)
+    collapsed = ConditionalGAN(**trained.hparams)
+    collapsed.load_state_dict(trained.state_dict())
+    with torch.no_grad():  # fc reads cat([z, embed(y)]): the first latent_dim columns carry z
+        collapsed.ema.averaged.fc.weight[:, : trained.hparams.latent_dim] = 0
+    ignores_z = within_class_diversity(*samples_by_class(collapsed.eval()), x, y)
+    # 40 tiny batches give blurry digits at ~0.3 of the data's spread; one image per class gives 0.
+    assert ignores_z["diversity"] < 1e-4 < 0.15 < uses_z["diversity_min"]
+
+
+def test_ema_generator_keeps_batchnorm_statistics_of_its_own_weights(trained: ConditionalGAN) -> None:
+    """G_ema's running statistics describe G_ema's activations (not G's), and in eval mode an
+    image does not depend on the rest of its batch."""
+    ema, raw = trained.ema.averaged, trained.generator
+    z = torch.randn(2000, trained.hparams.latent_dim, generator=torch.Generator().manual_seed(7))
+    y = torch.arange(2000) % 10
+    with torch.no_grad():
+        h = ema.fc(torch.cat([z, ema.embed(y)], dim=1)).view(len(z), 2 * ema.width, -1)
+        images = ema(z, y)
+        assert torch.allclose(ema(z[:3], y[:3]), images[:3], atol=1e-6)
+    own, raw_stats = ema.norms[0].norm.running_mean, raw.norms[0].norm.running_mean
+    assert (own - h.mean((0, 2))).abs().mean() < 0.25 * h.std()
+    assert not torch.allclose(own, raw_stats)

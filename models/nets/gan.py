@@ -11,36 +11,40 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 
-class ConditionalInstanceNorm(nn.Module):
-    """Instance normalisation followed by a per-class gain and bias (Dumoulin et al. 2017).
+class ConditionalNorm(nn.Module):
+    """Normalisation followed by a per-class gain and bias: h_hat * (1 + gamma_y) + beta_y.
 
-    This is conditional normalisation as in Miyato & Koyama 2018 (who use BatchNorm), but
-    per-image: the generator keeps no running statistics, so the EMA weights alone define the
-    samples, and an image never depends on the others in its batch. Centring each channel is what
-    matters: with PixelNorm (no centring) the overall brightness of G's output swung between black
-    and grey from one Adam step to the next and no digits formed.
+    ``batch`` is conditional BatchNorm (Miyato & Koyama 2018; de Vries et al. 2017): statistics
+    over the batch and the pixels, running averages in eval mode. ``instance`` normalises each
+    image on its own (conditional instance norm, Dumoulin et al. 2017), the generator's first
+    norm, which checkpoints without ``g_norm`` were trained with. It was suspected of mode
+    collapse, but in the collapsed gan_cpu generator it keeps z's effect intact (only 2.6 % of
+    z's contribution to the 7x7 projection sits in the per-channel means it removes): z is
+    discarded by the first up-convolution instead (see models/gan.py). Centring matters:
+    with PixelNorm (no centring) G's output swung between black and grey and no digits formed.
     """
 
-    def __init__(self, channels: int, num_classes: int) -> None:
+    def __init__(self, channels: int, num_classes: int, kind: str = "batch") -> None:
         super().__init__()
+        if kind not in ("batch", "instance"):
+            raise ValueError(f"norm must be 'batch' or 'instance', not {kind!r}")
+        self.norm = nn.BatchNorm2d(channels, affine=False) if kind == "batch" else nn.InstanceNorm2d(channels)
         self.gain, self.bias = nn.Embedding(num_classes, channels), nn.Embedding(num_classes, channels)
         nn.init.zeros_(self.gain.weight)  # start as the unconditional normalisation
         nn.init.zeros_(self.bias.weight)
 
     def forward(self, h: Tensor, y: Tensor) -> Tensor:
-        h = F.instance_norm(h)
-        return h * (1 + self.gain(y)[:, :, None, None]) + self.bias(y)[:, :, None, None]
+        return self.norm(h) * (1 + self.gain(y)[:, :, None, None]) + self.bias(y)[:, :, None, None]
 
 
 class Generator(nn.Module):
     """G(z, y): latent (N, latent_dim) and labels (N,) -> images (N, 1, 28, 28) in [0, 1]."""
 
-    def __init__(self, latent_dim: int = 64, width: int = 64, num_classes: int = 10) -> None:
+    def __init__(self, latent_dim: int = 64, width: int = 64, num_classes: int = 10, norm: str = "batch") -> None:
         super().__init__()
         self.width = width
         self.embed = nn.Embedding(num_classes, latent_dim)  # the class also enters with z
@@ -48,7 +52,7 @@ class Generator(nn.Module):
         self.up1 = nn.ConvTranspose2d(2 * width, width, 4, 2, 1)  # 7 -> 14
         self.up2 = nn.ConvTranspose2d(width, width // 2, 4, 2, 1)  # 14 -> 28
         self.out = nn.Conv2d(width // 2, 1, 3, 1, 1)
-        self.norms = nn.ModuleList(ConditionalInstanceNorm(c, num_classes) for c in (2 * width, width, width // 2))
+        self.norms = nn.ModuleList(ConditionalNorm(c, num_classes, norm) for c in (2 * width, width, width // 2))
 
     def forward(self, z: Tensor, y: Tensor) -> Tensor:
         h = self.fc(torch.cat([z, self.embed(y)], dim=1)).view(-1, 2 * self.width, 7, 7)

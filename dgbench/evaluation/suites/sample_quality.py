@@ -1,4 +1,13 @@
-"""Sample quality: feature-classifier FID/KID, k-NN precision/recall and class accuracy."""
+"""Sample quality: feature-classifier FID/KID, k-NN precision/recall, class accuracy and diversity.
+
+Within-class diversity catches what class accuracy and FID miss, mode collapse inside a class:
+for each class c, D_c = mean_{i != j} ||f(x_i) - f(x_j)|| over samples drawn with label c, divided
+by the same mean over real images of class c, with f the pixels and, separately, the feature
+classifier's features. A generator that draws one digit per class scores ~0, the data itself ~1.
+Pixels are the sharper test: a gan_cpu generator that drew one digit per class scored 0.33 (worst
+class 0.29) in pixels but 0.77 in features (its off-class and textured samples spread the features);
+held-out real digits score 0.99 in both.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +16,43 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 from torchvision.utils import save_image
 
 from dgbench.evaluation import metrics, stats
 from dgbench.evaluation.suites.common import Context, Results, Suite, autocast, batched, with_ci
+from dgbench.progress import track
 
 METRICS = ("fid", "kid", "precision", "recall")
+DIVERSITY_ROW = "within-class diversity vs real, pixels / features (mean, min class)"
+
+
+def mean_pairwise_distance(x: Tensor) -> float:
+    """mean_{i != j} ||x_i - x_j|| over the rows of x (flattened); 0 with fewer than two rows."""
+    x = x.flatten(1).double()
+    n = len(x)
+    return torch.cdist(x, x).sum().item() / (n * (n - 1)) if n > 1 else 0.0
+
+
+def within_class_diversity(
+    fake: Tensor, fake_labels: Tensor, real: Tensor, real_labels: Tensor, name: str = "diversity"
+) -> dict[str, Any]:
+    """Per class, mean pairwise distance of the samples over that of the real images of the class.
+
+    Returns the mean and the minimum over classes (the most collapsed class) and the per-class
+    ratios; a class with fewer than two samples or two real images is skipped.
+    """
+    ratios = {}
+    for c in sorted(set(fake_labels.tolist()) & set(real_labels.tolist())):
+        fake_c, real_c = fake[fake_labels == c], real[real_labels == c]
+        if len(fake_c) > 1 and len(real_c) > 1:
+            ratios[int(c)] = mean_pairwise_distance(fake_c) / max(mean_pairwise_distance(real_c), 1e-12)
+    values = list(ratios.values())
+    return {
+        name: sum(values) / len(values) if values else float("nan"),
+        f"{name}_min": min(values) if values else float("nan"),
+        f"{name}_per_class": ratios,
+    }
 
 
 def sample_quality(model: Any, ctx: Context) -> dict[str, Any]:
@@ -25,7 +65,7 @@ def sample_quality(model: Any, ctx: Context) -> dict[str, Any]:
     with torch.inference_mode(), autocast(ctx.device):
         chunks = [
             model.sample(len(y), labels=y.to(ctx.device), generator=generator).float().cpu()
-            for y in labels.split(ctx.batch_size)
+            for y in track(labels.split(ctx.batch_size), "sample")
         ]
     samples = torch.cat(chunks).clamp(0, 1)
     seconds = time.perf_counter() - start
@@ -34,6 +74,11 @@ def sample_quality(model: Any, ctx: Context) -> dict[str, Any]:
     real, fake, heldout = (embed(x) for x in (ctx.data.train_images, samples, ctx.data.heldout_images))
     predicted = batched(feature_net.classify, samples, batch_size=ctx.batch_size, device=ctx.device).argmax(1)
     right = int((predicted == labels).sum())
+    # Real images carry no labels here: the feature classifier's (~99 % accurate) labels group them.
+    real_labels, heldout_labels = (
+        batched(feature_net.classify, x, batch_size=ctx.batch_size, device=ctx.device).argmax(1)
+        for x in (ctx.data.train_images, ctx.data.heldout_images)
+    )
     return {
         "n": n,
         "n_reference": len(real),
@@ -42,11 +87,17 @@ def sample_quality(model: Any, ctx: Context) -> dict[str, Any]:
         **metrics.knn_precision_recall(real, fake),
         "class_accuracy": right / n,
         "class_accuracy_ci": list(stats.wilson(right, n)),
+        **within_class_diversity(fake, labels, real, real_labels),
+        **within_class_diversity(samples, labels, ctx.data.train_images, real_labels, "pixel_diversity"),
         "floor": {
             "n": len(heldout),
             **stats.fid_interval(real, heldout, seed=ctx.seed),
             **stats.kid_interval(real, heldout, seed=ctx.seed),
             **metrics.knn_precision_recall(real, heldout),
+            **within_class_diversity(heldout, heldout_labels, real, real_labels),
+            **within_class_diversity(
+                ctx.data.heldout_images, heldout_labels, ctx.data.train_images, real_labels, "pixel_diversity"
+            ),
         },
         "sample_images_per_s": n / seconds,
         "_grid": samples[: 10 * min(8, n // 10)],  # rows of digits 0..9
@@ -60,16 +111,25 @@ def rows(results: Results, records: dict[str, dict[str, Any]]) -> dict[str, dict
         digits = 4 if metric == "kid" else 3
         return with_ci(r[metric], r[f"{metric}_ci"], digits) if f"{metric}_ci" in r else r[metric]
 
-    table = {
-        metric: {m: cell(r, metric) for m, r in results.items()}
-        for metric in (*METRICS, "class_accuracy", "sample_images_per_s")
-    }
+    table = {metric: {m: cell(r, metric) for m, r in results.items()} for metric in (*METRICS, "class_accuracy")}
+    table[DIVERSITY_ROW] = {m: _diversity_cell(r) for m, r in results.items()}
+    table["sample_images_per_s"] = {m: cell(r, "sample_images_per_s") for m, r in results.items()}
     for metric in METRICS:
         table[f"real-data floor: {metric}"] = {m: cell((r or {}).get("floor"), metric) for m, r in results.items()}
+    table[f"real-data floor: {DIVERSITY_ROW}"] = {
+        m: _diversity_cell((r or {}).get("floor")) for m, r in results.items()
+    }
     table["n (samples / reference / floor)"] = {
         m: f"{r['n']} / {r['n_reference']} / {r['floor']['n']}" for m, r in results.items() if r
     }
     return table
+
+
+def _diversity_cell(r: dict[str, Any] | None) -> str | None:
+    """``mean (min over classes)`` of the within-class diversity ratios; None for older results."""
+    if not r or "diversity" not in r:
+        return None
+    return " / ".join(f"{r[k]:.3f} (min {r[f'{k}_min']:.3f})" for k in ("pixel_diversity", "diversity") if k in r)
 
 
 def summary(result: dict[str, Any] | None, record: dict[str, Any]) -> dict[str, str]:
