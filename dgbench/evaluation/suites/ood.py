@@ -20,7 +20,7 @@ def ood(model: Any, ctx: Context) -> dict[str, Any]:
     n = ctx.budget["ood"]
     score = lambda x: batched(model.score_anomalies, x, batch_size=ctx.batch_size, device=ctx.device)  # noqa: E731
     in_scores = score(ctx.data.test_images[:n])
-    out_scores = {name: score(images) for name, images in ctx.data.ood.items()}
+    out_scores = {name: score(images[:n]) for name, images in ctx.data.ood.items()}  # n per set too
     results: dict[str, Any] = {
         "n": n,
         "in_distribution": ctx.data.in_dist,
