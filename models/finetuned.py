@@ -35,6 +35,7 @@ class FinetunedVAEClassifier(LogitClassifier):
 
     family = "vae_finetuned"
     kind = "hybrid"  # generative pretraining (no labels), discriminative fine-tuning (labels)
+    learns = "p(y|x), from an encoder pretrained on p(x) without labels"
 
     def __init__(
         self,

@@ -215,3 +215,29 @@ def test_the_suite_runs_on_tiny_models_and_reports(
         assert (tmp_path / "eval" / figure).stat().st_size > 0
     assert json.loads((tmp_path / "eval" / "report.json").read_text())["models"]["resnet"]["suites"]["interpretability"]
     assert not math.isnan(results["resnet"]["suites"]["interpretability"]["deletion_auc"])
+
+
+def test_hmm_and_m2_attributions_sum_to_their_log_probability_change(digits: tuple) -> None:
+    """Completeness, against log-probabilities computed without the attribution code: the HMM from nothing
+    observed (its prior p(ŷ)) to the image, M2's classifier from the zero image to the image."""
+    from models.hmm import RowHMM
+    from models.m2 import M2
+
+    x = digits[0][:4]
+    torch.manual_seed(0)
+    hmm = RowHMM(states=3).eval()
+    m2 = M2(latent_dim=2, hidden=16).eval()
+    with torch.no_grad():
+        for p in [*hmm.parameters(), *m2.parameters()]:
+            p.add_(0.3 * torch.randn_like(p))
+        posterior = torch.log_softmax(hmm.log_joint(x), 1)
+        predicted = posterior.argmax(1)
+        expected = posterior.gather(1, predicted[:, None]).squeeze(1) - hmm.prior_logits.log_softmax(0)[predicted]
+        q = lambda z: F.log_softmax(m2.class_logits(z), 1)  # noqa: E731
+        guess = q(x).argmax(1)
+        expected_m2 = q(x).gather(1, guess[:, None]).squeeze(1) - q(torch.zeros_like(x)).gather(
+            1, guess[:, None]
+        ).squeeze(1)
+    torch.testing.assert_close(hmm.explain(x).flatten(1).sum(1), expected, atol=0.05, rtol=0.02)
+    torch.testing.assert_close(m2.explain(x).flatten(1).sum(1), expected_m2, atol=0.05, rtol=0.02)
+    assert hmm.decision_parameters == 2 * sum(p.numel() for p in hmm.parameters()) // 10

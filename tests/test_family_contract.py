@@ -38,11 +38,11 @@ EXPECTED: dict[str, tuple[str, tuple[str, ...]]] = {
     "vae": ("generative", EVERYTHING),
     "pixelcnn": ("generative", EVERYTHING),
     "diffusion": ("generative", EVERYTHING),
-    "hmm": ("generative", ("classify", "sample", "score_anomalies", "log_likelihood", "impute")),
+    "hmm": ("generative", EVERYTHING),
     "hcrf": ("discriminative", ("classify", "score_anomalies", "explain")),
     "svm": ("discriminative", ("classify", "score_anomalies", "explain")),
     "random_forest": ("discriminative", ("classify", "score_anomalies")),
-    "m2": ("hybrid", ("classify", "sample", "score_anomalies", "log_likelihood")),
+    "m2": ("hybrid", ("classify", "sample", "score_anomalies", "log_likelihood", "explain")),
     "vae_finetuned": ("hybrid", ("classify", "score_anomalies", "explain")),
 }
 # evaluate.py sets these inference knobs on a loaded model where it has them; the tiny preset's values

@@ -101,3 +101,27 @@ def test_training_grows_the_forest_and_the_checkpoint_is_weights_only(
         torch.equal(a, b)
         for a, b in zip(again.score_anomalies(x[:50]).values(), model.score_anomalies(x[:50]).values())
     )
+
+
+@pytest.mark.parametrize("name", list(SETTINGS))
+def test_path_contributions_match_scikit_learns_decision_paths(name: str, digits: tuple) -> None:
+    """Saabas's contributions computed from scikit-learn's own trees (decision_path, tree_.value), and the
+    longest paths' numbers from tree_.max_depth."""
+    x, y = digits
+    model = RandomForest(**SETTINGS[name], seed=5)
+    model.fit(x[:1000], y[:1000])
+    sklearn_forest = reference(SETTINGS[name], x[:1000], y[:1000])
+    inputs = x[1000:1020]
+    predicted = model.classify(inputs).argmax(1).numpy()
+    flat = inputs.flatten(1).numpy().astype(np.float32)
+    expected = np.zeros((len(inputs), 784))
+    for estimator in sklearn_forest.estimators_:
+        tree, paths = estimator.tree_, estimator.decision_path(flat)
+        frequency = tree.value[:, 0, :] / tree.value[:, 0, :].sum(1, keepdims=True)
+        for n in range(len(inputs)):
+            nodes = paths[n].indices  # root to leaf, in order
+            for parent, child in zip(nodes[:-1], nodes[1:]):
+                expected[n, tree.feature[parent]] += frequency[child, predicted[n]] - frequency[parent, predicted[n]]
+    expected /= len(sklearn_forest.estimators_)
+    np.testing.assert_allclose(model.explain(inputs).flatten(1).double().numpy(), expected, atol=1e-6)
+    assert model.decision_parameters == sum(2 * e.tree_.max_depth + 1 for e in sklearn_forest.estimators_)
