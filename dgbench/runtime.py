@@ -71,6 +71,8 @@ def quiet_third_party() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     for category in (DeprecationWarning, FutureWarning):
         warnings.filterwarnings("ignore", category=category, module=LIBRARY_MODULES)
+    # The EMA copies of the GAN and the diffusion model stay in eval mode by design (models/nets/ema.py)
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
     with contextlib.suppress(ImportError):  # Lightning's deprecations of what a config asks for: keep them
         from lightning.fabric.utilities.rank_zero import LightningDeprecationWarning
 
