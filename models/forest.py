@@ -221,7 +221,8 @@ class RandomForest(FamilyModule):
     explanation_method = (
         "exact path contributions (Saabas 2014, treeinterpreter): in every tree the change in the frequency of ŷ "
         "from a node to the child the image goes to is credited to the node's split pixel; averaged over the "
-        "trees they sum to p_forest(ŷ|x) minus the mean root frequency of ŷ (probabilities, before the floor)"
+        "trees they sum to p_forest(ŷ|x) minus the mean root frequency of ŷ (probabilities, before the floor); "
+        "splits on unobserved (zero-filled) pixels are credited to no pixel"
     )
 
     @property
@@ -260,7 +261,8 @@ class RandomForest(FamilyModule):
             next_left = left.gather(1, node)
             split = next_left >= 0
             if not split.any():
-                return (attributions / trees).float().view(x.shape)
+                explained = (attributions / trees).float().view(x.shape)  # unobserved pixels get none, by
+                return explained if observed is None else explained * observed  # convention (they read as 0)
             feature = self.feature.long().gather(1, node)
             go_left = pixels.gather(0, feature) <= self.threshold.gather(1, node)
             node = torch.where(split, torch.where(go_left, next_left, right.gather(1, node)), node)
