@@ -37,9 +37,13 @@ def command(ckpts: list[Path], out: Path, cache: Path, *extra: str) -> list[str]
 
 def start(args: list[str]) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    # A shell that starts pytest in the background hands its children SIGINT ignored; Python then never
+    # installs its Ctrl-C handler. Restore the default so the interruption tests mean the same everywhere.
+    restore = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
     return subprocess.Popen(
-        [sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+        [sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=restore,
+    )  # fmt: skip
 
 
 def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
