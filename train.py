@@ -130,7 +130,7 @@ def record(
         "ckpt_path": str(Path(ckpt_path).resolve()) if ckpt_path else None,
         "seed": cfg.seed,
         **environment(),
-        "precision": str(trainer.precision),
+        "precision": getattr(trainer.precision_plugin, "label", str(trainer.precision)),  # dgbench.precision
         "complete": status == "complete",
         "status": status,
     }
