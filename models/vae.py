@@ -142,9 +142,10 @@ class ConditionalVAE(FamilyModule):
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         x, y = batch
-        self.test_acc(self.classify(x), y)
-        self.log("test/acc", self.test_acc, on_epoch=True)  # Bayes rule, k = classify_k
-        log_joint = self.log_px_given_y(x, None, self.classify_k) + self.log_prior
+        soft, binary = self.bounds(x, None, self.classify_k, softs=(True, False))  # one decoder pass for both
+        self.test_acc(soft + self.log_prior, y)  # classify's Bayes rule, k = classify_k
+        self.log("test/acc", self.test_acc, on_epoch=True)
+        log_joint = binary + self.log_prior
         self.log("test/nll", -torch.logsumexp(log_joint, 1).mean(), on_epoch=True)  # nats, IWAE k = classify_k
 
     # --- the importance-weighted estimator ----------------------------------------------------
@@ -158,13 +159,20 @@ class ConditionalVAE(FamilyModule):
         The noise eps_j comes from a seeded CPU generator and is shared by all images and classes
         (common random numbers): results are reproducible and do not depend on batching.
         """
+        for part, log_ws, logits in self._weights(x, observed, k, (soft,)):
+            yield part, log_ws[0], logits
+
+    def _weights(
+        self, x: Tensor, observed: Tensor | None, k: int, softs: tuple[bool, ...]
+    ) -> Iterator[tuple[slice, list[Tensor], Tensor]]:
+        """``importance_weights`` for several targets (one per entry of ``softs``) from the same decoder passes."""
         observed = torch.ones_like(x, dtype=torch.bool) if observed is None else observed.bool()
-        target = x.float() if soft else self.binarize(x).float()
+        targets = [x.float() if soft else self.binarize(x).float() for soft in softs]
         eps_all = torch.randn(k, self.latent_dim, generator=torch.Generator().manual_seed(self.eval_seed)).to(x.device)
         classes, labels = self.num_classes, torch.arange(self.num_classes, device=x.device).view(1, -1, 1)
         for start in range(0, len(x), max(1, DECODE_ROWS // classes)):
             part = slice(start, start + max(1, DECODE_ROWS // classes))
-            b, m = target[part, None, None], observed[part, None, None]  # broadcast over (class, sample)
+            m = observed[part, None, None]  # broadcast over (class, sample)
             mean, log_var = self.posterior(x[part], observed[part])
             mean, std = mean.unsqueeze(2), (0.5 * log_var).exp().unsqueeze(2)
             n, kc = len(mean), max(1, DECODE_ROWS // (len(mean) * classes))
@@ -173,20 +181,27 @@ class ConditionalVAE(FamilyModule):
                 z = mean + std * eps  # (n, classes, kc, D)
                 logits = self.decode(z.flatten(0, 2), labels.expand(n, classes, len(eps)).flatten())
                 logits = logits.view(n, classes, len(eps), 1, 28, 28)
-                log_px = -F.binary_cross_entropy_with_logits(logits, b.expand_as(logits), reduction="none")
-                log_px = (log_px * m).flatten(3).sum(3)  # observed pixels only
                 log_pz = -0.5 * (z.square() + LOG_2PI).sum(3)
                 log_qz = -0.5 * (eps.square() + LOG_2PI).sum(1) - std.log().sum(3)
-                yield part, log_px + log_pz - log_qz, logits
+                log_ws = []
+                for target in targets:
+                    b = target[part, None, None].expand_as(logits)
+                    log_px = -F.binary_cross_entropy_with_logits(logits, b, reduction="none")
+                    log_ws.append((log_px * m).flatten(3).sum(3) + log_pz - log_qz)  # observed pixels only
+                yield part, log_ws, logits
 
     def log_px_given_y(self, x: Tensor, observed: Tensor | None, k: int, soft: bool = False) -> Tensor:
         """IWAE bound on log p(b_obs | y) for every class: (N, classes), nats."""
+        return self.bounds(x, observed, k, (soft,))[0]
+
+    def bounds(self, x: Tensor, observed: Tensor | None, k: int, softs: tuple[bool, ...]) -> list[Tensor]:
+        """``log_px_given_y`` for each ``soft`` in ``softs``, from one set of decoder passes."""
         with torch.autocast(x.device.type, enabled=False):  # likelihoods in float32 even inside bf16 autocast
             parts: dict[int, list[Tensor]] = {}
-            for part, log_w, _ in self.importance_weights(x, observed, k, soft):
-                parts.setdefault(part.start, []).append(log_w)
-            log_w = torch.cat([torch.cat(chunks, dim=2) for chunks in parts.values()])
-        return torch.logsumexp(log_w, dim=2) - math.log(k)  # Burda et al. 2016, eq. 8
+            for part, log_ws, _ in self._weights(x, observed, k, softs):
+                parts.setdefault(part.start, []).append(torch.stack(log_ws))
+            log_w = torch.cat([torch.cat(chunks, dim=3) for chunks in parts.values()], dim=1)  # (softs, N, classes, k)
+        return list(torch.logsumexp(log_w, dim=3) - math.log(k))  # Burda et al. 2016, eq. 8
 
     # --- capabilities -------------------------------------------------------------------------
     @torch.inference_mode()
