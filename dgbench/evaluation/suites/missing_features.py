@@ -34,18 +34,31 @@ def missing_features(model: Any, ctx: Context) -> dict[str, Any]:
         log_probs = batched(model.classify, masked, observed, batch_size=ctx.batch_size, device=ctx.device)
         row = {"fraction_missing": 1 - observed.float().mean().item(), **_accuracy(log_probs, labels)}
         if can_impute:
-            filled = batched(model.impute, masked, observed, batch_size=ctx.batch_size, device=ctx.device)
-            missing = ~observed
-            row["impute_mse"] = ((filled - images)[missing] ** 2).mean().item() if missing.any() else 0.0
-            row["observed_unchanged"] = bool(torch.equal(filled[observed], masked[observed]))
-            log_probs = batched(model.classify, filled, batch_size=ctx.batch_size, device=ctx.device)
-            then = _accuracy(log_probs, labels)
-            row["impute_then_classify_accuracy"], row["impute_then_classify_accuracy_ci"] = (
-                then["accuracy"],
-                then["accuracy_ci"],
-            )
+            row.update(_impute_then_classify(model, ctx, images, labels, observed, log_probs))
         results[name] = row
     return results
+
+
+def _impute_then_classify(
+    model: Any, ctx: Context, images: Tensor, labels: Tensor, observed: Tensor, log_probs: Tensor
+) -> dict[str, Any]:
+    """Impute the missing pixels, then classify the filled image. With nothing missing the image is
+    complete already (impute returns observed pixels as given): the classification is ``log_probs``."""
+    if bool(observed.all()):
+        then, extra = _accuracy(log_probs, labels), {"impute_mse": 0.0, "observed_unchanged": True}
+    else:
+        masked, missing = images * observed, ~observed
+        filled = batched(model.impute, masked, observed, batch_size=ctx.batch_size, device=ctx.device)
+        extra = {
+            "impute_mse": ((filled - images)[missing] ** 2).mean().item(),
+            "observed_unchanged": bool(torch.equal(filled[observed], masked[observed])),
+        }
+        then = _accuracy(batched(model.classify, filled, batch_size=ctx.batch_size, device=ctx.device), labels)
+    return {
+        **extra,
+        "impute_then_classify_accuracy": then["accuracy"],
+        "impute_then_classify_accuracy_ci": then["accuracy_ci"],
+    }
 
 
 def _accuracy(log_probs: Tensor, labels: Tensor) -> dict[str, Any]:
