@@ -31,6 +31,7 @@ from models.nets.ema import EMA
 from models.nets.unet import UNet
 
 NUM_CLASSES, PIXELS, EVAL_SEED = 10, 28 * 28, 0
+CPU_ROWS = 128  # network rows per inference call on a CPU (see DiffusionModel._rows)
 
 
 class DiffusionModel(FamilyModule):
@@ -80,7 +81,7 @@ class DiffusionModel(FamilyModule):
         recon_steps: int = 10,
         impute_steps: int = 50,
         impute_resample: int = 5,
-        eval_batch_size: int = 1000,
+        eval_batch_size: int | None = None,
         bf16_inference: bool = True,
         optimizer: OptimizerFactory | None = None,
         scheduler: SchedulerFactory | None = None,
@@ -151,7 +152,8 @@ class DiffusionModel(FamilyModule):
         t = torch.as_tensor(t, device=x_t.device).expand(len(x_t))
         if labels is None:
             labels, guidance_scale = torch.full_like(t, self.null_class), 0.0
-        size = max(1, self.eval_batch_size // 2) if guidance_scale else self.eval_batch_size
+        rows = self._rows(x_t.device)
+        size = max(1, rows // 2) if guidance_scale else rows
         chunks = zip(x_t.split(size), t.split(size), labels.split(size), strict=True)
         bf16 = self.bf16_inference and not exact and fast_bf16(x_t.device)
         with torch.autocast(x_t.device.type, dtype=torch.bfloat16, enabled=bf16):
@@ -173,9 +175,15 @@ class DiffusionModel(FamilyModule):
         # Drawn on the CPU, then moved: a seed gives the same images on every device.
         return torch.randn(tuple(shape), generator=generator).to(self.device)
 
+    def _rows(self, device: torch.device) -> int:
+        """Rows per network call at inference: ``eval_batch_size``, or where that is None, by device:
+        128 on a CPU, where a call's activations then stay in cache (per image 2.4x faster than calls of
+        1000 rows in fp32, 1.4x in bf16: results/inference_rows.md), 1000 on a GPU."""
+        return self.eval_batch_size or (CPU_ROWS if device.type == "cpu" else 1000)
+
     def _per_images(self, fn: Callable[..., Tensor], rows_per_image: int, *tensors: Tensor) -> Tensor:
         """``fn`` on slices of images small enough that their ``rows_per_image`` rows each fit a batch."""
-        size = max(1, self.eval_batch_size // rows_per_image)
+        size = max(1, self._rows(tensors[0].device) // rows_per_image)
         return torch.cat([fn(*(x[i : i + size] for x in tensors)) for i in range(0, len(tensors[0]), size)])
 
     # --- sample -----------------------------------------------------------------------------
