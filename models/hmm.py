@@ -23,32 +23,24 @@ code trains the HCRF; EM's one advantage, no learning rate, is lost on minibatch
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchmetrics.classification import MulticlassAccuracy
 
 from dgbench import DGBenchError
 from dgbench.attribution import autograd_copy, integrated_gradients, pick
-from dgbench.binarize import dynamic_binarization, fixed_binarization
-from dgbench.complexity import context_code_length
-from dgbench.family import FamilyModule, OptimizerFactory, SchedulerFactory
+from dgbench.binarize import dynamic_binarization
+from dgbench.family import OptimizerFactory, SchedulerFactory
+from models.exact_bayes import ExactBayesFamily
 from models.nets import chain
 
 NUM_CLASSES, SIDE = 10, 28
 
 
-class RowHMM(FamilyModule):
+class RowHMM(ExactBayesFamily):
     """Capabilities: classify (Bayes rule), sample, likelihood, score_anomalies, impute, all exact."""
 
     family = "hmm"
-    kind = "generative"
-    monitor = ("val/nll", "min")
-    # Declared before any OOD test set was scored: the quantity the family models, -log p(x). The
-    # complexity-corrected score (a known repair for a known failure) is reported beside it, never instead.
-    primary_score = "nll"
 
     def __init__(
         self,
@@ -58,18 +50,15 @@ class RowHMM(FamilyModule):
         optimizer: OptimizerFactory | None = None,
         scheduler: SchedulerFactory | None = None,
     ) -> None:
-        super().__init__(optimizer, scheduler)
+        super().__init__(eval_seed, optimizer, scheduler)
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
         if states < 1:
             raise DGBenchError(f"states={states} must be >= 1 (hidden states per class)")
-        self.eval_seed = eval_seed
         self.prior_logits = nn.Parameter(torch.zeros(NUM_CLASSES))
         self.init_logits = nn.Parameter(torch.zeros(NUM_CLASSES, states))
         self.trans_logits = nn.Parameter(torch.zeros(NUM_CLASSES, states, states))  # [y, from, to]
         # Random emission logits break the symmetry between states (identical states stay identical).
         self.emit_logits = nn.Parameter(init_scale * torch.randn(NUM_CLASSES, states, SIDE) - 2.0)
-        self.val_acc = MulticlassAccuracy(NUM_CLASSES, average="micro")
-        self.test_acc = MulticlassAccuracy(NUM_CLASSES, average="micro")
 
     @property
     def likelihood_protocol(self) -> str:
@@ -129,27 +118,7 @@ class RowHMM(FamilyModule):
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
-    def _evaluate(self, batch: tuple[Tensor, Tensor], stage: str, accuracy: MulticlassAccuracy) -> None:
-        x, y = batch
-        accuracy(self.classify(x), y)
-        log_px = torch.logsumexp(self.log_joint(fixed_binarization(x, self.eval_seed)), dim=1)
-        self.log(f"{stage}/acc", accuracy, on_epoch=True, prog_bar=True)
-        self.log(f"{stage}/nll", -log_px.mean(), on_epoch=True)  # nats per image, exact
-        self.log(f"{stage}/bpd", -log_px.mean() / (SIDE * SIDE * math.log(2)), on_epoch=True)
-
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "val", self.val_acc)
-
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "test", self.test_acc)
-
-    # --- capabilities -------------------------------------------------------------------------
-    @torch.inference_mode()
-    def classify(self, x: Tensor, observed: Tensor | None = None) -> Tensor:
-        """log p(y | x_obs) by Bayes' rule, missing pixels marginalised exactly. Gray pixels enter as soft
-        evidence (``emissions``), as in naive Bayes and the VAE: a seeded binarization would add noise."""
-        return torch.log_softmax(self.log_joint(x, observed), dim=1)
-
+    # --- capabilities beyond ExactBayesFamily's classify, log_likelihood, score_anomalies ------
     explanation_method = (
         "integrated gradients (Sundararajan et al. 2017), 32 midpoint steps, of log p(ŷ|x_obs) over each pixel's "
         "evidence weight, from nothing observed (the prior p(ŷ)) to the observed image; the weights scale the "
@@ -169,20 +138,6 @@ class RowHMM(FamilyModule):
         weights = torch.ones_like(x) if observed is None else autograd_copy(observed.float())
         predicted = autograd_copy(self.classify(x, observed).argmax(1))
         return integrated_gradients(lambda w: pick(torch.log_softmax(self.log_joint(x, w), 1), predicted), weights)
-
-    @torch.inference_mode()
-    def log_likelihood(self, x: Tensor) -> Tensor:
-        """Exact log p(b) in nats of the fixed binarization b of x (``likelihood_protocol``)."""
-        return torch.logsumexp(self.log_joint(fixed_binarization(x, self.eval_seed)), dim=1)
-
-    @torch.inference_mode()
-    def score_anomalies(self, x: Tensor) -> dict[str, Tensor]:
-        binary = fixed_binarization(x, self.eval_seed)
-        nll = -torch.logsumexp(self.log_joint(binary), dim=1)
-        # Serrà et al. 2020: subtract a generic compressor's code length, a likelihood ratio against
-        # a universal model, so that simple images are not judged normal merely for being simple.
-        complexity = context_code_length(binary.view(-1, 1, SIDE, SIDE)) * math.log(2)  # bits -> nats
-        return {"nll": nll, "complexity_corrected": nll - complexity}
 
     @torch.inference_mode()
     def impute(self, x: Tensor, observed: Tensor) -> Tensor:
