@@ -80,13 +80,18 @@ class LogitClassifier(FamilyModule):
         """Class logits f(x) of images (N, 1, 28, 28); ``observed`` reaches the network only with ``mask_channel``."""
         return self.logits(self.network_input(x, observed))
 
+    def training_scores(self, inputs: Tensor) -> Tensor:
+        """What ``loss`` is computed on: the logits, unless a subclass trains on something else
+        (the SVM: its raw margins, before the temperature)."""
+        return self.logits(inputs)
+
     def loss(self, logits: Tensor, y: Tensor) -> Tensor:
         return F.cross_entropy(logits, y)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
         observed = random_training_mask(x, self.mask_prob, self.max_missing) if self.mask_channel else None
-        loss = self.loss(self(x, observed), y)
+        loss = self.loss(self.training_scores(self.network_input(x, observed)), y)
         self.log("train/loss", loss, prog_bar=True)
         return loss
 

@@ -26,7 +26,6 @@ from torch import Tensor, nn
 from dgbench import DGBenchError
 from dgbench.calibration import fit_temperature
 from dgbench.family import OptimizerFactory, SchedulerFactory
-from dgbench.masks import random_training_mask
 from models.discriminative import LogitClassifier
 
 NUM_CLASSES, NUM_PIXELS = 10, 28 * 28
@@ -108,16 +107,12 @@ class KernelSVM(LogitClassifier):
         """The calibrated logits f(x) / T: what ``classify`` (log_softmax) and the base class read."""
         return self.margins(inputs) / self.temperature
 
+    # --- training (the base class's step, on the raw margins, never f / T) ------------------
+    def training_scores(self, inputs: Tensor) -> Tensor:
+        return self.margins(inputs)
+
     def loss(self, margins: Tensor, y: Tensor) -> Tensor:
         return crammer_singer_loss(margins, y) + 0.5 * self.l2 * self.linear.weight.square().sum()
-
-    # --- training ----------------------------------------------------------------------------
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        x, y = batch
-        observed = random_training_mask(x, self.mask_prob, self.max_missing) if self.mask_channel else None
-        loss = self.loss(self.margins(self.network_input(x, observed)), y)  # on the raw margins, never f / T
-        self.log("train/loss", loss, prog_bar=True)
-        return loss
 
     def on_validation_epoch_start(self) -> None:
         self._val_margins, self._val_labels = [], []
