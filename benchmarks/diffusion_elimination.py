@@ -25,18 +25,26 @@ sys.path.insert(0, str(ROOT))
 from dgbench.checkpoint import load_model  # noqa: E402
 from dgbench.data import held_out_validation  # noqa: E402
 from dgbench.runtime import environment  # noqa: E402
+from models.diffusion import classifier  # noqa: E402
+from models.diffusion.model import EVAL_SEED  # noqa: E402
 
 
 def pair_errors(model, x: torch.Tensor, pairs: int) -> torch.Tensor:
     """(n, pairs, 10) summed squared errors, through the model's own (t, ε) draws and network calls."""
-    model.classify_pairs = pairs
-    t, noise = model._classify_draws(x)
+    t = classifier.pair_timesteps(pairs, model.schedule.num_timesteps)
+    noise = model._randn((pairs, *x.shape[1:]), torch.Generator().manual_seed(EVAL_SEED))
     every = torch.arange(10).expand(len(x), 10)
     with torch.inference_mode():
         return torch.cat(
             [
-                model._pair_errors(
-                    x[i : i + 10], torch.ones_like(x[i : i + 10], dtype=torch.bool), t, noise, every[i : i + 10]
+                classifier.pair_errors(
+                    model.schedule,
+                    model._eps,
+                    x[i : i + 10],
+                    torch.ones_like(x[i : i + 10], dtype=torch.bool),
+                    t,
+                    noise,
+                    every[i : i + 10],
                 ).sum(3)
                 for i in range(0, len(x), 10)
             ]

@@ -25,6 +25,7 @@ from dgbench import DGBenchError
 from dgbench.attribution import decision, pick
 from dgbench.family import FamilyModule, OptimizerFactory, SchedulerFactory
 from dgbench.runtime import fast_bf16
+from models.diffusion import classifier
 from models.diffusion import sampling as inference
 from models.diffusion.schedule import NoiseSchedule
 from models.nets.ema import EMA
@@ -233,60 +234,28 @@ class DiffusionModel(FamilyModule):
         return -self._negative_vlb(x).float()
 
     # --- classify: the diffusion classifier ------------------------------------------------
-    def _classify_draws(self, like: Tensor) -> tuple[Tensor, Tensor]:
-        """The ``classify_pairs`` shared (t, ε): t evenly spaced over [0, T), ε from a fixed seed."""
-        P, T = self.classify_pairs, self.schedule.num_timesteps
-        t = ((torch.arange(P) + 0.5) * T / P).long().to(self.device)
-        return t, self._randn((P, *like.shape[1:]), torch.Generator().manual_seed(EVAL_SEED))
-
-    def _pair_errors(self, x: Tensor, mask: Tensor, t: Tensor, noise: Tensor, classes: Tensor) -> Tensor:
-        """(ε - ε_θ(x_t, t, y))² per pixel (0 where unobserved), for every image, pair and class of
-        ``classes`` (n, K): shape (n, P, K, pixels). Every class of an image sees the same x_t."""
-        n, P, K = len(x), len(t), classes.shape[1]
-        x_t = self.schedule.add_noise(
-            (x.float() * 2 - 1).repeat_interleave(P, 0), noise.repeat(n, 1, 1, 1), t.repeat(n)
-        )
-        labels = classes.repeat_interleave(P, 0).flatten()  # rows ordered (image, pair, class)
-        eps = self._eps(x_t.repeat_interleave(K, 0), t.repeat(n).repeat_interleave(K), labels)
-        return (eps.view(n, P, K, -1) - noise.view(1, P, 1, -1)) ** 2 * mask.view(n, 1, 1, -1)
-
     @torch.inference_mode()
     def classify(self, x: Tensor, observed: Tensor | None = None) -> Tensor:
-        """log p(y|x) = log softmax_y -E_{t,ε} ||ε - ε_θ(x_t, t, y)||² (Li et al. 2023, eq. 4).
-
-        ``classify_pairs`` (t, ε) pairs, the same for all ten classes (and all images), so the class
-        comparison is paired: the noise common to every class cancels (Li et al. §3.2; Clark & Jaini
-        2023). Adaptive class elimination (Li et al. Algorithm 2): every class gets ``classify_first_pairs``
-        of the pairs (evenly strided among them); only the ``classify_keep`` classes with the smallest error
-        get the rest, so an image costs 10·P₁ + K·(P − P₁) network passes instead of 10·P. A class keeps the
-        mean error over the pairs it got. The error is summed over observed pixels only; the network
-        still sees the zero-filled image at missing pixels, so this marginalises the likelihood term but
-        not the network's input (an approximation). The softmax's temperature is arbitrary (see
-        ``uncalibrated_reason``): the evaluation fits one on validation images.
+        """log p(y|x) = log softmax_y -E_{t,ε} ||ε - ε_θ(x_t, t, y)||² (Li et al. 2023, eq. 4), with
+        ``classify_pairs`` paired (t, ε) and adaptive class elimination (:mod:`models.diffusion.classifier`:
+        ``classify_first_pairs`` for every class, all of them for the ``classify_keep`` best). The error
+        is summed over observed pixels only; the network still sees the zero-filled image at missing
+        pixels, so this marginalises the likelihood term but not the network's input (an approximation).
+        The softmax's temperature is arbitrary (``uncalibrated_reason``): the evaluation fits one on
+        validation images.
         """
         return F.log_softmax(-self._class_errors(x, observed).sum(2), dim=1)
 
     def _class_errors(self, x: Tensor, observed: Tensor | None) -> Tensor:
-        """The classifier's per-pixel class scores (n, 10, pixels): for each class, the mean over the pairs it
-        got (elimination above) of (ε - ε_θ(x_t, t, y))², 0 at unobserved pixels. ``classify`` sums them."""
-        t, noise = self._classify_draws(x)
+        """:func:`models.diffusion.classifier.class_errors` (n, 10, pixels), in batches of images."""
+        P, first, keep = self.classify_pairs, self.classify_first_pairs, self.classify_keep
+        t = classifier.pair_timesteps(P, self.schedule.num_timesteps).to(self.device)
+        noise = self._randn((P, *x.shape[1:]), torch.Generator().manual_seed(EVAL_SEED))
         mask = torch.ones_like(x, dtype=torch.bool) if observed is None else observed.bool()
-        P, C, K = len(t), NUM_CLASSES, min(self.classify_keep, NUM_CLASSES)
-        P1 = min(self.classify_first_pairs, P) if K < C else P
-        first = torch.arange(P1) * P // P1
-        rest = torch.ones(P, dtype=torch.bool).index_fill_(0, first, False).nonzero().squeeze(1)
-        first, rest = first.to(self.device), rest.to(self.device)
-
-        def per_pixel(x: Tensor, mask: Tensor) -> Tensor:
-            every = torch.arange(C, device=x.device).expand(len(x), C)
-            summed = self._pair_errors(x, mask, t[first], noise[first], every).sum(1)  # (n, C, pixels)
-            if not len(rest):
-                return summed / P
-            kept = summed.sum(2).topk(K, dim=1, largest=False).indices[..., None].expand(-1, -1, summed.shape[2])
-            more = self._pair_errors(x, mask, t[rest], noise[rest], kept[..., 0]).sum(1)
-            return (summed / P1).scatter(1, kept, (summed.gather(1, kept) + more) / P)
-
-        return self._per_images(per_pixel, max(P1 * C, (P - P1) * K), x, mask)
+        errors = partial(
+            classifier.class_errors, self.schedule, self._eps, t=t, noise=noise, first_pairs=first, keep=keep
+        )
+        return self._per_images(errors, classifier.passes_per_image(P, first, keep), x, mask)
 
     # --- score anomalies ---------------------------------------------------------------------
     def _reconstruction_error(self, x: Tensor) -> Tensor:
