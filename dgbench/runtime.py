@@ -23,7 +23,8 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
 def auto_precision(accelerator: str = "auto") -> str:
-    """bf16 autocast where a CUDA GPU will be used, full fp32 elsewhere (CPU bf16 is slower)."""
+    """bf16 autocast where a CUDA GPU will be used, full fp32 elsewhere. (On a CPU with native bf16 the
+    generative presets opt in with ``trainer=cpu_bf16``: bf16 in training steps only, dgbench/precision.py.)"""
     on_gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
     return "bf16-mixed" if on_gpu and torch.cuda.is_bf16_supported() else "32-true"
 
