@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from dgbench.runtime import compose_config
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from primer import curve_jobs  # noqa: E402
+from primer import curve_jobs, hybrid_comparisons  # noqa: E402
 
 PRESETS = OmegaConf.load(CONFIGS / "benchmark.yaml")
 
@@ -106,3 +106,20 @@ def test_a_trained_curve_run_tests_its_last_checkpoint(tmp_path: Path) -> None:
     assert metrics["complete"] and metrics["global_step"] == PRESETS.tiny.curves.families.logistic_regression.steps
     assert Path(metrics["ckpt_path"]).name == "last.ckpt" and 0 < metrics["test/acc"] <= 1
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["last.ckpt"]
+
+
+def test_the_spectrum_table_tests_each_hybrid_against_the_best_family_of_each_kind() -> None:
+    kinds = {"lr": "discriminative", "cnn": "discriminative", "nb": "generative", "m2": "hybrid"}
+    accs = {  # percent, three seeds at n = 100
+        ("lr", "100"): [75.0, 76.0, 77.0],
+        ("cnn", "100"): [60.0, 61.0, 62.0],
+        ("nb", "100"): [70.0, 71.0, 72.0],
+        ("m2", "100"): [79.0, 80.0, 81.0],
+    }
+    points = [{"family": f, "kind": k} for f, k in kinds.items()]
+    lines = hybrid_comparisons(points, accs, ["100", "all"])
+    assert len([line for line in lines if line.startswith("| m2 |")]) == 1  # one row: n = 100 ("all" has no seeds)
+    row = next(line for line in lines if line.startswith("| m2 |"))
+    # the best of each kind by mean: lr (76), not cnn (61); nb. Sd 1 each: difference 4, se^2 = 2/3, df 4, t = 4.90,
+    # p = 1 - 1.5 x (1 - x^2 / 3) with x = t / sqrt(t^2 + 4) = 0.008 (closed form of Student's t at 4 df).
+    assert "+4.0 [" in row and "vs lr, p = 0.008" in row and "+9.0 [" in row and "vs nb" in row

@@ -269,3 +269,16 @@ def test_mcnemar_exact_test_on_the_discordant_pairs() -> None:
     assert (result["a_only"], result["b_only"]) == (5, 1)
     assert result["p_value"] == pytest.approx(0.21875)
     assert stats.mcnemar(a, a)["p_value"] == 1.0
+
+
+def test_welch_t_test_against_the_closed_form_for_four_degrees_of_freedom() -> None:
+    # a = 1, 2, 3 and b = 4, 5, 6: difference -3, se^2 = 1/3 + 1/3, Welch-Satterthwaite df exactly 4,
+    # where Student's t has a closed-form CDF: F(t) = 1/2 + (3/4) x (1 - x^2 / 3), x = t / sqrt(t^2 + 4).
+    result = stats.welch([1.0, 2.0, 3.0], [4.0, 5.0, 6.0])
+    se = math.sqrt(2 / 3)
+    x = (3 / se) / math.sqrt((3 / se) ** 2 + 4)
+    assert result["df"] == pytest.approx(4.0)
+    assert result["difference"] == pytest.approx(-3.0)
+    assert result["p_value"] == pytest.approx(1 - 1.5 * x * (1 - x**2 / 3), rel=1e-6)  # 0.0213
+    assert result["ci"] == pytest.approx([-3 - stats.T975[3] * se, -3 + stats.T975[3] * se], abs=1e-3)
+    assert stats.welch([1.0], [2.0, 3.0]) is None and stats.welch([1.0, 1.0], [2.0, 2.0]) is None

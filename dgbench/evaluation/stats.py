@@ -6,7 +6,9 @@
 * FID: a normal bootstrap over resamples of both feature sets (its sampling spread at this n);
 * KID: the t-interval of independent unbiased estimates on disjoint subsets;
 * two classifiers on the same images: McNemar's exact test on the discordant pairs (McNemar
-  1947), the paired test for "is A's accuracy different from B's".
+  1947), the paired test for "is A's accuracy different from B's";
+* two recipes over a few seeds each (learning-curve points): Welch's unequal-variance t-test
+  (Welch 1947) on the per-seed accuracies, with the Welch–Satterthwaite degrees of freedom.
 """
 
 from __future__ import annotations
@@ -92,6 +94,25 @@ def auroc_delong(in_scores: Tensor, out_scores: Tensor) -> dict[str, float]:
 
 def _log_binom_pmf(k: int, n: int) -> float:
     return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) - n * math.log(2)
+
+
+def welch(a: list[float], b: list[float]) -> dict[str, Any] | None:
+    """mean(a) - mean(b) with its 95 % interval and the two-sided p-value of Welch's t-test; None
+    when a side has fewer than two values or neither side varies (no test is possible)."""
+    from scipy.stats import t as student_t
+
+    if min(len(a), len(b)) < 2:
+        return None
+    mean_a, mean_b = sum(a) / len(a), sum(b) / len(b)
+    var_a = sum((v - mean_a) ** 2 for v in a) / (len(a) - 1) / len(a)  # squared standard errors
+    var_b = sum((v - mean_b) ** 2 for v in b) / (len(b) - 1) / len(b)
+    if var_a + var_b == 0:
+        return None
+    se = math.sqrt(var_a + var_b)
+    df = (var_a + var_b) ** 2 / (var_a**2 / (len(a) - 1) + var_b**2 / (len(b) - 1))
+    difference, half = mean_a - mean_b, float(student_t.ppf(0.975, df)) * se
+    p_value = float(2 * student_t.sf(abs(difference) / se, df))
+    return {"difference": difference, "ci": [difference - half, difference + half], "p_value": p_value, "df": df}
 
 
 def mcnemar(correct_a: Tensor, correct_b: Tensor) -> dict[str, float | int]:
