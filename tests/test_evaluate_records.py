@@ -82,8 +82,13 @@ def test_sigkill_mid_suite_then_rerun_gives_the_uninterrupted_report(tmp_path: P
 
     out, cache = tmp_path / "killed", tmp_path / "cache"
     process = start(command(slow_checkpoints, out, cache))
-    # The first model's classification is saved; kill while later suites are under way.
+    # The first model's classification is saved (to the records, then to the cache: wait for both, or
+    # a kill between the two writes leaves nothing to reuse); kill while later suites are under way.
     wait_for(out / "records" / "00_slow_pixel_bayes" / "classification.pt", process)
+    deadline = time.monotonic() + 60
+    while not any(cache.glob("*.pt")):
+        assert process.poll() is None and time.monotonic() < deadline, "no cache entry was written"
+        time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.wait()
     saved = sorted(p.name for p in (out / "records").rglob("*.pt"))
