@@ -8,9 +8,9 @@ forest averages the trees:
 
 The trees are grown by scikit-learn (Gini impurity, bootstrap samples, a random subset of sqrt(784)
 pixels tried per split); ``n_trees=1, bootstrap=false, max_features=null`` is the single CART tree.
-The fitted trees are then kept as plain tensors, one padded (T, nodes) tensor per field, and traversed
-in torch: all trees and images step down one level at a time, so inference needs no scikit-learn and
-checkpoints hold only tensors. The floor eps (mixing with the uniform distribution, which keeps the
+The fitted trees are then kept as plain tensors, one padded (T, nodes) tensor per field, and
+traversed in torch (:mod:`models.nets.trees`): all trees and images step down one level at a time,
+so inference needs no scikit-learn and checkpoints hold only tensors. The floor eps (mixing with the uniform distribution, which keeps the
 sum at one) makes every log-probability finite: a pure leaf would otherwise give log 0.
 
 The leaves also give a density, the honest anomaly score: a tree is a histogram on its cells, and with
@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -32,9 +31,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from dgbench import DGBenchError
 from dgbench.family import FamilyModule
-
-NUM_CLASSES, NUM_PIXELS, LEVELS = 10, 28 * 28, 256
-FIELDS = ("children_left", "children_right", "feature", "threshold", "class_counts", "log_mass")
+from models.nets.trees import FIELDS, LEVELS, NUM_CLASSES, NUM_PIXELS, deepest_leaves, descend, from_sklearn
 
 
 class RandomForest(FamilyModule):
@@ -121,26 +118,7 @@ class RandomForest(FamilyModule):
         trees = [estimator.tree_ for estimator in forest.estimators_]
         if len(trees) != self.hparams.n_trees:
             raise DGBenchError(f"the forest has {len(trees)} trees, this model n_trees={self.hparams.n_trees}")
-        size = max(tree.node_count for tree in trees)
-        fields = {
-            "children_left": torch.full((len(trees), size), -1, dtype=torch.int32),
-            "children_right": torch.full((len(trees), size), -1, dtype=torch.int32),
-            "feature": torch.zeros(len(trees), size, dtype=torch.int32),
-            "threshold": torch.zeros(len(trees), size, dtype=torch.float64),
-            "class_counts": torch.zeros(len(trees), size, NUM_CLASSES),
-            "log_mass": torch.zeros(len(trees), size),
-        }
-        classes = torch.as_tensor(forest.classes_).long()
-        for t, tree in enumerate(trees):
-            n, split = tree.node_count, torch.as_tensor(tree.children_left) >= 0
-            fields["children_left"][t, :n] = torch.as_tensor(tree.children_left)
-            fields["children_right"][t, :n] = torch.as_tensor(tree.children_right)
-            fields["feature"][t, :n] = torch.where(split, torch.as_tensor(tree.feature), 0)
-            fields["threshold"][t, :n] = torch.where(split, torch.as_tensor(tree.threshold), 0.0)
-            # scikit-learn >= 1.4 keeps class fractions; times the (bootstrap-weighted) sample count = counts.
-            counts = torch.as_tensor(tree.value[:, 0, :] * tree.weighted_n_node_samples[:, None]).round()
-            fields["class_counts"][t, :n, classes] = counts.float()
-            fields["log_mass"][t, :n] = torch.as_tensor(leaf_log_mass(tree)).float()
+        fields = from_sklearn(trees, forest.classes_)
         for name, value in fields.items():
             self._buffers[name] = value.to(self.threshold.device)
 
@@ -183,21 +161,17 @@ class RandomForest(FamilyModule):
     def leaves(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Leaf index and depth (T, N) of every image in every tree: all of them descend one level per step.
 
-        The test is sklearn's: the float32 pixel, widened, <= the float64 threshold.
+        The test is sklearn's: the float32 pixel, widened, <= the float64 threshold (``descend``).
         """
         pixels = x.flatten(1).float().double().T  # (784, N)
         node = torch.zeros(self.feature.shape[0], pixels.shape[1], dtype=torch.long, device=x.device)
         depth = torch.zeros_like(node)
-        left, right = self.children_left.long(), self.children_right.long()
+        fields = self.children_left.long(), self.children_right.long(), self.feature.long(), self.threshold
         while True:
-            next_left = left.gather(1, node)
-            split = next_left >= 0
+            after, split, _ = descend(*fields, pixels, node)
             if not split.any():
                 return node, depth
-            value = pixels.gather(0, self.feature.long().gather(1, node))
-            go_left = value <= self.threshold.gather(1, node)
-            node = torch.where(split, torch.where(go_left, next_left, right.gather(1, node)), node)
-            depth += split
+            node, depth = after, depth + split
 
     def forest_proba(self, x: Tensor) -> Tensor:
         """1/T sum_t of the leaves' class frequencies (N, 10) in float64, without the floor (sklearn's
@@ -228,16 +202,7 @@ class RandomForest(FamilyModule):
     @property
     def decision_parameters(self) -> int:
         """What the longest paths read: a pixel index and a threshold per split, one frequency per leaf."""
-        left, right = self.children_left.long(), self.children_right.long()
-        level = torch.zeros_like(left, dtype=torch.bool)
-        level[:, 0] = True
-        depth, deepest = 0, torch.zeros(len(left), dtype=torch.long)
-        while level.any():  # breadth first, one level of every tree per step
-            deepest = torch.where(level.any(1), depth, deepest)
-            split = (level & (left >= 0)).long()
-            level = torch.zeros_like(left).scatter_add_(1, left.clamp_min(0), split)
-            level = level.scatter_add_(1, right.clamp_min(0), split) > 0
-            depth += 1
+        deepest = deepest_leaves(self.children_left.long(), self.children_right.long())
         return int((2 * deepest + 1).sum())
 
     def explain(self, x: Tensor, observed: Tensor | None = None) -> Tensor:
@@ -248,7 +213,7 @@ class RandomForest(FamilyModule):
         totals, classes = counts.sum(-1), predicted[None, :, None].expand(len(counts), -1, 1)
         pixels, trees = x.flatten(1).float().double().T, len(counts)
         node = torch.zeros(trees, len(x), dtype=torch.long, device=x.device)
-        left, right = self.children_left.long(), self.children_right.long()
+        fields = self.children_left.long(), self.children_right.long(), self.feature.long(), self.threshold
 
         def frequency(node: Tensor) -> Tensor:  # of ŷ at each tree's current node, (T, N); an empty one uniform
             total = totals.gather(1, node)
@@ -258,14 +223,10 @@ class RandomForest(FamilyModule):
         attributions = torch.zeros(len(x), NUM_PIXELS, dtype=torch.float64, device=x.device)
         before = frequency(node)
         while True:
-            next_left = left.gather(1, node)
-            split = next_left >= 0
+            node, split, feature = descend(*fields, pixels, node)
             if not split.any():
                 explained = (attributions / trees).float().view(x.shape)  # unobserved pixels get none, by
                 return explained if observed is None else explained * observed  # convention (they read as 0)
-            feature = self.feature.long().gather(1, node)
-            go_left = pixels.gather(0, feature) <= self.threshold.gather(1, node)
-            node = torch.where(split, torch.where(go_left, next_left, right.gather(1, node)), node)
             after = frequency(node)
             attributions.scatter_add_(1, feature.T, torch.where(split, after - before, 0).T)
             before = after
@@ -279,34 +240,3 @@ class RandomForest(FamilyModule):
             "max_prob": -self.forest_proba(x).amax(dim=1).float(),
             "leaf_depth": -depth.double().mean(dim=0).float(),  # shallow leaves = isolated (Liu et al. 2008)
         }
-
-
-def leaf_log_mass(tree: Any) -> list[float]:
-    """log p_t(cell) - log(images in the cell) per node (0 for splits): the tree's histogram mass function.
-
-    A cell's range of pixel f is a run of the 256 grey levels k/255; a threshold sends left the levels
-    whose float32 value is <= it (sklearn's test; a threshold may fall on a level, between two others). Walked depth-first, each split narrowing one pixel's range for its subtree.
-    """
-    left, right, feature = tree.children_left, tree.children_right, tree.feature
-    threshold, samples = tree.threshold, tree.weighted_n_node_samples
-    lower, upper = [0] * NUM_PIXELS, [LEVELS - 1] * NUM_PIXELS
-    grey = (np.arange(LEVELS, dtype=np.float32) / (LEVELS - 1)).astype(np.float64)  # the pixels' float32 values
-    out = [0.0] * tree.node_count
-    total = float(samples[0])
-
-    def walk(node: int, log_cells: float) -> None:  # recursion depth = tree depth
-        if left[node] < 0:
-            out[node] = math.log(samples[node] / total) - log_cells
-            return
-        f = int(feature[node])
-        lo, hi = lower[f], upper[f]
-        k = min(max(int(np.searchsorted(grey, threshold[node], side="right")) - 1, lo), hi - 1)
-        base = log_cells - math.log(hi - lo + 1)
-        upper[f] = k
-        walk(int(left[node]), base + math.log(k - lo + 1))
-        upper[f], lower[f] = hi, k + 1
-        walk(int(right[node]), base + math.log(hi - k))
-        lower[f] = lo
-
-    walk(0, NUM_PIXELS * math.log(LEVELS))
-    return out
