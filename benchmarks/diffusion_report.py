@@ -1,12 +1,14 @@
 """The diffusion family's issue targets from one checkpoint, at budgets evaluate.py's CPU preset avoids.
 
     python benchmarks/diffusion_report.py RUN_OR_CKPT [--parts classify,likelihood,samples]
-        [--classify-images 200] [--classify-start 0] [--pairs 100] [--likelihood-images 300]
+        [--classify-images 200] [--classify-start 0] [--pairs 100] [--keep K] [--first-pairs P1]
+        [--likelihood-images 300]
         [--timesteps 100] [--samples 300] [--guidance 1 2 3] [--raw-weights] [--out PATH]
 
 - diffusion-classifier test accuracy with ``--pairs`` shared (t, ε) pairs (the anchor, Li et al.
   2023: 99.23 % on MNIST with 100) on ``--classify-images`` test images from ``--classify-start``
-  (so a long measurement can be split over invocations), and its cost;
+  (so a long measurement can be split over invocations), and its cost; ``--keep 10`` turns the
+  adaptive class elimination off (every class gets every pair, the anchor's plain protocol);
 - the variational bound in bits/dim (and nats) on the first ``--likelihood-images`` test images
   with ``--timesteps`` Monte-Carlo timesteps (the protocol string is in the output);
 - class-conditional sample accuracy (the shipped feature classifier on ``--samples`` class-balanced
@@ -63,6 +65,10 @@ def main() -> None:
     parser.add_argument("--classify-images", type=int, default=200)
     parser.add_argument("--classify-start", type=int, default=0)
     parser.add_argument("--pairs", type=int, default=100)
+    parser.add_argument(
+        "--keep", type=int, help="classes kept after --first-pairs (default: the checkpoint's; 10 = plain)"
+    )
+    parser.add_argument("--first-pairs", type=int, help="pairs every class gets (default: the checkpoint's)")
     parser.add_argument("--likelihood-images", type=int, default=300)
     parser.add_argument("--timesteps", type=int, default=100)
     parser.add_argument("--samples", type=int, default=300)
@@ -83,9 +89,17 @@ def main() -> None:
     parts = set(args.parts.split(","))
     if "classify" in parts:
         model.classify_pairs = args.pairs
+        model.classify_keep = args.keep or model.classify_keep
+        model.classify_first_pairs = args.first_pairs or model.classify_first_pairs
         rows = slice(args.classify_start, args.classify_start + args.classify_images)
         log_probs, cost = timed(lambda: batched(model.classify, x[rows], batch_size=BATCH, device=device))
-        result = {"pairs": args.pairs, "first_image": args.classify_start, **accuracy(log_probs.argmax(1), y[rows])}
+        result = {
+            "pairs": args.pairs,
+            "first_pairs": model.classify_first_pairs,
+            "keep": model.classify_keep,
+            "first_image": args.classify_start,
+            **accuracy(log_probs.argmax(1), y[rows]),
+        }
         report["classify"] = {**result, **cost, "images_per_s": args.classify_images / cost["wall_s"]}
         print(json.dumps({"classify": report["classify"]}), flush=True)
 

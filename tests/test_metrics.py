@@ -282,3 +282,14 @@ def test_welch_t_test_against_the_closed_form_for_four_degrees_of_freedom() -> N
     assert result["p_value"] == pytest.approx(1 - 1.5 * x * (1 - x**2 / 3), rel=1e-6)  # 0.0213
     assert result["ci"] == pytest.approx([-3 - stats.T975[3] * se, -3 + stats.T975[3] * se], abs=1e-3)
     assert stats.welch([1.0], [2.0, 3.0]) is None and stats.welch([1.0, 1.0], [2.0, 2.0]) is None
+
+
+def test_seed_mean_is_the_t_interval_with_n_minus_one_degrees_of_freedom() -> None:
+    # 1, 2, 3: mean 2, sample sd 1, se 1/sqrt(3); Student's t 97.5 % quantile at 2 df is
+    # sqrt(2) * q / sqrt(1 - q^2) with q = 2 * 0.975 - 1 (the closed-form t CDF at 2 df).
+    q = 0.95
+    t2 = math.sqrt(2) * q / math.sqrt(1 - q**2)  # 4.3027
+    result = stats.seed_mean([1.0, 2.0, 3.0])
+    assert result["mean"] == pytest.approx(2.0) and result["n"] == 3
+    assert result["ci"] == pytest.approx([2 - t2 / math.sqrt(3), 2 + t2 / math.sqrt(3)], abs=1e-3)
+    assert stats.seed_mean([5.0]) == {"mean": 5.0, "ci": None, "n": 1}

@@ -8,7 +8,8 @@
 * two classifiers on the same images: McNemar's exact test on the discordant pairs (McNemar
   1947), the paired test for "is A's accuracy different from B's";
 * two recipes over a few seeds each (learning-curve points): Welch's unequal-variance t-test
-  (Welch 1947) on the per-seed accuracies, with the Welch–Satterthwaite degrees of freedom.
+  (Welch 1947) on the per-seed accuracies, with the Welch–Satterthwaite degrees of freedom;
+  one recipe over a few seeds: the t-interval of the per-seed values (``seed_mean``).
 """
 
 from __future__ import annotations
@@ -94,6 +95,17 @@ def auroc_delong(in_scores: Tensor, out_scores: Tensor) -> dict[str, float]:
 
 def _log_binom_pmf(k: int, n: int) -> float:
     return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) - n * math.log(2)
+
+
+def seed_mean(values: list[float]) -> dict[str, Any]:
+    """Mean of one recipe's per-seed results with its 95 % t-interval (n - 1 degrees of freedom):
+    the spread between seeds is the recipe's own; None for the interval below two seeds."""
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return {"mean": mean, "ci": None, "n": n}
+    half = T975[min(n - 1, len(T975)) - 1] * math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
+    return {"mean": mean, "ci": [mean - half, mean + half], "n": n}
 
 
 def welch(a: list[float], b: list[float]) -> dict[str, Any] | None:
