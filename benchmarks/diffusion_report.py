@@ -1,5 +1,6 @@
 """The diffusion family's issue targets from one checkpoint, at budgets evaluate.py's CPU preset avoids.
 
+    python benchmarks/diffusion_report.py --merge PART.json PART.json ... --out PATH
     python benchmarks/diffusion_report.py RUN_OR_CKPT [--parts classify,likelihood,samples]
         [--classify-images 200] [--classify-start 0] [--pairs 100] [--keep K] [--first-pairs P1]
         [--likelihood-images 300]
@@ -13,6 +14,7 @@
   with ``--timesteps`` Monte-Carlo timesteps (the protocol string is in the output);
 - class-conditional sample accuracy (the shipped feature classifier on ``--samples`` class-balanced
   DDIM samples) for each guidance scale w, with sampling images/s.
+``--merge`` joins classifier parts measured with ``--classify-start`` into one result (Wilson interval).
 Writes one JSON (``--out``) with wall and process-CPU seconds of every part; test images are the
 first N of the MNIST test split, so the numbers carry binomial error bars (reported as ±1.96 σ).
 """
@@ -36,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 from dgbench.checkpoint import load_model  # noqa: E402
 from dgbench.data import default_data_root, load_split  # noqa: E402
 from dgbench.evaluation.features import load_feature_net  # noqa: E402
+from dgbench.evaluation.stats import wilson  # noqa: E402
 from dgbench.evaluation.suites import batched  # noqa: E402
 from dgbench.runtime import environment, write_json  # noqa: E402
 
@@ -53,6 +56,29 @@ def accuracy(predicted: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
     return {"acc": acc, "ci95": 1.96 * math.sqrt(acc * (1 - acc) / len(labels)), "n": len(labels)}
 
 
+def merge_classify(paths: list[Path]) -> dict[str, Any]:
+    """Classifier results measured in parts (``--classify-start``) as one: the images, the number
+    right and its Wilson 95 % interval; the parts must share checkpoint and settings."""
+    reports = [json.loads(path.read_text()) for path in paths]
+    parts = sorted((r["classify"] for r in reports), key=lambda c: c["first_image"])
+    for c in parts:  # with all 10 classes kept every class gets every pair, whatever first_pairs says
+        c["first_pairs"] = c["pairs"] if c["keep"] >= 10 else c["first_pairs"]
+    settings = {(r["ckpt"], c["pairs"], c["first_pairs"], c["keep"]) for r in reports for c in [r["classify"]]}
+    if len(settings) != 1:
+        raise SystemExit(f"error: the parts differ in checkpoint or settings {sorted(settings)}; merge like with like")
+    n, right = sum(c["n"] for c in parts), sum(round(c["acc"] * c["n"]) for c in parts)
+    return {
+        **{k: parts[0][k] for k in ("pairs", "first_pairs", "keep")},
+        "images": [[c["first_image"], c["first_image"] + c["n"] - 1] for c in parts],
+        "n": n,
+        "right": right,
+        "acc": right / n,
+        "wilson95": list(wilson(right, n)),
+        "wall_s": sum(c["wall_s"] for c in parts),
+        "parts": [str(path) for path in paths],
+    }
+
+
 def sample_per_class(model: Any, labels: torch.Tensor) -> torch.Tensor:
     generator = torch.Generator().manual_seed(0)  # the same noise for every guidance scale
     return torch.cat([model.sample(len(c), labels=c, generator=generator).cpu() for c in labels.split(BATCH)])
@@ -60,7 +86,8 @@ def sample_per_class(model: Any, labels: torch.Tensor) -> torch.Tensor:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("ckpt")
+    parser.add_argument("ckpt", nargs="?")
+    parser.add_argument("--merge", type=Path, nargs="+", help="classify parts (--out files) to merge, no model")
     parser.add_argument("--parts", default="classify,likelihood,samples", help="comma-separated subset")
     parser.add_argument("--classify-images", type=int, default=200)
     parser.add_argument("--classify-start", type=int, default=0)
@@ -77,6 +104,13 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "diffusion_report.json")
     args = parser.parse_args()
+    if args.merge:
+        merged = {"ckpt": json.loads(args.merge[0].read_text())["ckpt"], "classify": merge_classify(args.merge)}
+        write_json(args.out, {"command": " ".join(sys.argv), **merged})
+        print(json.dumps(merged["classify"]))
+        return
+    if not args.ckpt:
+        parser.error("give a run directory or checkpoint (or --merge parts)")
     device = torch.device(args.device)
     model, feature_net = load_model(args.ckpt, device), load_feature_net(device=device)
     if args.raw_weights:  # is the EMA helping? every part then runs on the last training weights
@@ -95,7 +129,7 @@ def main() -> None:
         log_probs, cost = timed(lambda: batched(model.classify, x[rows], batch_size=BATCH, device=device))
         result = {
             "pairs": args.pairs,
-            "first_pairs": model.classify_first_pairs,
+            "first_pairs": args.pairs if model.classify_keep >= 10 else model.classify_first_pairs,  # 10 kept: plain
             "keep": model.classify_keep,
             "first_image": args.classify_start,
             **accuracy(log_probs.argmax(1), y[rows]),
