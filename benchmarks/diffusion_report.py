@@ -41,6 +41,7 @@ from dgbench.evaluation.features import load_feature_net  # noqa: E402
 from dgbench.evaluation.stats import wilson  # noqa: E402
 from dgbench.evaluation.suites import batched  # noqa: E402
 from dgbench.runtime import environment, write_json  # noqa: E402
+from models.diffusion import classifier  # noqa: E402
 
 BATCH = 100
 
@@ -56,13 +57,18 @@ def accuracy(predicted: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
     return {"acc": acc, "ci95": 1.96 * math.sqrt(acc * (1 - acc) / len(labels)), "n": len(labels)}
 
 
+def first_pairs(pairs: int, first: int, keep: int) -> int:
+    """The pairs every class gets, as the classifier splits them (models.diffusion.classifier)."""
+    return len(classifier.split_pairs(pairs, first, keep)[0])
+
+
 def merge_classify(paths: list[Path]) -> dict[str, Any]:
     """Classifier results measured in parts (``--classify-start``) as one: the images, the number
     right and its Wilson 95 % interval; the parts must share checkpoint and settings."""
     reports = [json.loads(path.read_text()) for path in paths]
     parts = sorted((r["classify"] for r in reports), key=lambda c: c["first_image"])
-    for c in parts:  # with all 10 classes kept every class gets every pair, whatever first_pairs says
-        c["first_pairs"] = c["pairs"] if c["keep"] >= 10 else c["first_pairs"]
+    for c in parts:  # the pairs every class really got (all of them when every class is kept)
+        c["first_pairs"] = first_pairs(c["pairs"], c["first_pairs"], c["keep"])
     settings = {(r["ckpt"], c["pairs"], c["first_pairs"], c["keep"]) for r in reports for c in [r["classify"]]}
     if len(settings) != 1:
         raise SystemExit(f"error: the parts differ in checkpoint or settings {sorted(settings)}; merge like with like")
@@ -129,7 +135,7 @@ def main() -> None:
         log_probs, cost = timed(lambda: batched(model.classify, x[rows], batch_size=BATCH, device=device))
         result = {
             "pairs": args.pairs,
-            "first_pairs": args.pairs if model.classify_keep >= 10 else model.classify_first_pairs,  # 10 kept: plain
+            "first_pairs": first_pairs(args.pairs, model.classify_first_pairs, model.classify_keep),
             "keep": model.classify_keep,
             "first_image": args.classify_start,
             **accuracy(log_probs.argmax(1), y[rows]),
