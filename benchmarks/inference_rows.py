@@ -52,7 +52,7 @@ def main() -> None:
     n = args.images
     unet = DiffusionModel(channels=(16, 32, 64), dropout=0.0).ema.averaged.eval()  # diffusion_cpu's UNet
     vae = ConditionalVAE(width=32, latent_dim=16).eval()  # vae_cpu
-    pixelcnn = ConditionalPixelCNN(width=16, dilations=[1, 1, 2, 1]).eval()  # pixelcnn_cpu
+    pixelcnn = ConditionalPixelCNN(width=16, dilations=[1, 1, 2, 1]).eval()  # the hour's PixelCNN
     x, t, y = torch.randn(n, 1, 28, 28), torch.randint(0, 1000, (n,)), torch.randint(0, 11, (n,))
     z, b = torch.randn(4 * n, 16), (torch.rand(n, 1, 28, 28) > 0.5).float()
     y4 = torch.randint(0, 10, (4 * n,))
