@@ -1,5 +1,5 @@
-"""The benchmark scripts that assemble committed results from parts: seed summaries and merged
-classifier parts. Expected values are computed here by hand, not by the scripts."""
+"""The benchmark scripts that assemble committed results from parts: seed summaries, merged
+classifier parts and merged likelihood parts. Expected values are computed here by hand, not by the scripts."""
 
 from __future__ import annotations
 
@@ -58,3 +58,52 @@ def test_merged_classifier_parts_count_every_image_once(tmp_path: Path) -> None:
     assert merged["wilson95"] == pytest.approx([centre - half, centre + half], abs=1e-6)
     with pytest.raises(SystemExit, match="like with like"):
         script("diffusion_report").merge_classify([part(0, 500, 492), part(500, 500, 490, ckpt="other")])
+
+
+def test_merged_likelihood_parts_are_summarised_over_every_image(tmp_path: Path) -> None:
+    def part(start: int, nll: list[float], correct: list[float], k: int = 5000) -> Path:
+        path = tmp_path / f"{start}_{k}.json"
+        per_image = {"nll": nll, "nll_given_true_class": [v - 2 for v in nll], "correct": correct}
+        record = {"ckpt": "run", "k": k, "protocol": "p", "start": start, "images": len(nll), "wall_s": 5.0}
+        path.write_text(json.dumps({**record, "per_image": per_image}))
+        return path
+
+    merged = script("vae_likelihood").merge([part(2, [90.0, 94.0], [1, 0]), part(0, [86.0, 90.0], [1, 1])])
+    # the four images 86, 90, 90, 94: mean 90, sample sd sqrt(32/3), interval 1.96 sd / sqrt(4)
+    half = 1.96 * math.sqrt(32 / 3) / 2
+    assert merged["images"] == 4 and merged["ranges"] == [[0, 1], [2, 3]] and merged["wall_s"] == 10.0
+    assert merged["nll_nats"] == pytest.approx(90.0) and merged["nll_ci"] == pytest.approx([90 - half, 90 + half])
+    assert merged["nll_given_true_class_nats"] == pytest.approx(88.0)
+    assert merged["bayes_accuracy_binarized"] == pytest.approx(0.75)
+    with pytest.raises(SystemExit, match="like with like"):
+        script("vae_likelihood").merge([part(0, [86.0], [1]), part(1, [90.0], [1], k=100)])
+    with pytest.raises(SystemExit, match="overlap"):
+        script("vae_likelihood").merge([part(0, [86.0, 90.0], [1, 1]), part(1, [90.0], [1])])
+
+
+def test_progress_comparison_pairs_each_training_once_and_skips_reuses() -> None:
+    old = "\n".join(
+        [
+            "[primer 0:10:00]   vae: done, trained in 100 s; test/acc=0.9",
+            "[primer 0:20:00]   hmm: done, trained in 50 s; test/acc=0.8",
+            "[primer 0:20:05]   lr: done, trained in 5 s; test/acc=0.9",
+        ]
+    )
+    new = "\n".join(
+        [
+            "[primer 0:12:00]   vae: done, trained in 80 s; test/acc=0.9",
+            "[primer 0:30:00]   hmm: done, trained in 75 s; test/acc=0.8",
+            "[primer 0:30:01]   lr: done, trained in 6 s; test/acc=0.9",
+            "[primer 0:31:00]   vae n=all seed=42: reusing runs/vae",
+            "[primer 0:31:00]   vae n=all seed=42: done, trained in 80 s; test/acc=0.9",
+        ]
+    )
+    compare_progress = script("compare_progress")
+    assert compare_progress.trained(new) == {"vae": (720, 80), "hmm": (1800, 75), "lr": (1801, 6)}
+    table = compare_progress.compare(old, new, min_seconds=8)  # lr: 5 s in the old run, below the floor
+    assert "| 12 min | vae | 100 | 80 | 0.80 |" in table and "| 30 min | hmm | 50 | 75 | 1.50 |" in table
+    assert "lr" not in table and "vae n=all" not in table
+    # quarters of the last finish (30 min): vae at 12 min in the 2nd, hmm at 30 in the 4th
+    assert "| 2 (to 15 min) | 1 | 0.80 |" in table and "| 4 (to 30 min) | 1 | 1.50 |" in table
+    with pytest.raises(SystemExit, match="no training run"):
+        compare_progress.compare(old, "[primer 0:01:00]   other: done, trained in 9 s", min_seconds=8)
