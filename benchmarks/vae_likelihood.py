@@ -8,7 +8,7 @@ Burda et al. 2016 report -log p(x) on binarized MNIST with k = 5000 (eq. 8; thei
 pythae's VAE reproduction 89.78 nats at k = 200). Here, on the first ``--images`` test images, each
 binarized once with the model's seeded binarization (``likelihood_protocol``): log p(x|y) for all ten
 classes from k samples of q(z|x, y) each, log p(x) = logsumexp_y [log p(x|y) + log 1/10] (the
-class marginalised) and log p(x|y) at the true label, mean with a 95 % t-interval over images.
+class marginalised) and log p(x|y) at the true label, mean with a 95 % normal interval over images.
 A lower bound whatever k; the bound tightens as k grows, which --k lets one watch.
 
 k = 5 000 costs ~2 h of one core per 1 000 images: measure parts side by side (``--start``, one
@@ -102,6 +102,10 @@ def main() -> None:
     images, labels = load_split("mnist", os.environ.get("DATA_DIR", "./data"), train=False)
     rows = slice(args.start, args.start + args.images)
     x, y = images[rows].unsqueeze(1).float() / 255, labels[rows]
+    if len(x) < 2:
+        parser.error(
+            f"--start {args.start} --images {args.images} selects {len(x)} of {len(images)} test images; need 2+"
+        )
     start, per_class = time.perf_counter(), []
     progress = Progress(len(x), f"IWAE k={args.k}")
     with torch.inference_mode():  # gray x in: the encoder reads it, the bound scores its fixed binarization
