@@ -107,3 +107,24 @@ def test_progress_comparison_pairs_each_training_once_and_skips_reuses() -> None
     assert "| 2 (to 15 min) | 1 | 0.80 |" in table and "| 4 (to 30 min) | 1 | 1.50 |" in table
     with pytest.raises(SystemExit, match="no training run"):
         compare_progress.compare(old, "[primer 0:01:00]   other: done, trained in 9 s", min_seconds=8)
+
+
+def test_work_table_counts_each_job_once_by_group() -> None:
+    log = "\n".join(
+        [
+            "[primer 0:00:00]   diffusion: training (experiment=diffusion_cpu)",
+            "[primer 0:15:00]   diffusion: done, trained in 880 s; test/loss=0.04",
+            "[primer 0:15:00]   evaluating diffusion (ood)",
+            "[primer 0:21:30]   evaluated diffusion (ood)",
+            "[primer 0:21:30]   m2 n=100 seed=42: training (experiment=m2 seed=42)",
+            "[primer 0:22:30]   m2 n=100 seed=42: done, trained in 55 s",
+            "[primer 0:22:30]   m2 n=1000 seed=42: training (experiment=m2 seed=42)",
+            "[primer 0:24:00]   m2 n=1000 seed=42: done, trained in 85 s",
+            "[primer 0:30:00]   m2 n=100 seed=42: reusing runs/m2_100_s42",
+            "[primer 0:30:00]   m2 n=100 seed=42: done, trained in 55 s",
+        ]
+    )
+    table = script("compare_progress").work(log)
+    # diffusion 15 min, its OOD suite 6.5, the two m2 curve runs 1 + 1.5 (the reuse at 0:30 adds nothing)
+    assert "| train diffusion | 15.0 |" in table and "| evaluate diffusion (ood) | 6.5 |" in table
+    assert "| curves: m2 | 2.5 |" in table and table.rstrip().endswith("| all | 24.0 |")
