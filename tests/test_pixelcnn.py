@@ -121,6 +121,28 @@ def test_imputation_reads_the_observed_pixels_only_and_does_not_depend_on_the_ba
     assert torch.equal(model.impute(x[1:], observed[1:]), filled[1:])  # independent of the batch
 
 
+def test_fill_is_ancestral_sampling_with_full_passes() -> None:
+    # Brute force: every pixel in raster order, the whole network on the whole batch, each image
+    # drawing only where its own mask says so; fill's windows and per-pixel image subsets must agree.
+    model = tiny_pixelcnn()
+    generator = torch.Generator().manual_seed(2)
+    todo = torch.rand(3, 1, 28, 28, generator=generator) < torch.tensor([0.1, 0.5, 0.0]).view(3, 1, 1, 1)
+    todo[2, 0, 20:] = True  # a missing bottom: the third image takes part from row 20 on only
+    start = (2 * (torch.rand(3, 1, 28, 28, generator=generator) < 0.5).float() - 1) * ~todo
+    labels, uniforms = torch.tensor([3, 7, 1]), torch.rand(1, 784, generator=generator)
+    with torch.no_grad():
+        inputs, probabilities = model.fill(start.clone(), labels, todo, uniforms)
+        expected, expected_p = start.clone(), torch.zeros_like(start)
+        for t in range(784):
+            row, col = divmod(t, 28)
+            p = torch.sigmoid(model.net(expected, labels)[:, 0, row, col])
+            here = todo[:, 0, row, col]
+            expected[here, 0, row, col] = 2 * (uniforms[0, t] < p[here]).float() - 1
+            expected_p[here, 0, row, col] = p[here]
+    assert torch.equal(inputs, expected)
+    torch.testing.assert_close(probabilities, expected_p)
+
+
 def test_samples_are_binary_and_follow_their_labels() -> None:
     model, labels = tiny_pixelcnn(), torch.arange(4)
     first = model.sample(4, labels, torch.Generator().manual_seed(3))
