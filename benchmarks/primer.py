@@ -149,6 +149,7 @@ def curve_jobs(preset: Any, common: list[str], runs: Path) -> list[tuple[Job, in
     the seed draws the stratified subset (data.seed follows seed) and the training noise. The full
     set runs once per ``curves.full_set_seeds`` as the family's preset with its validation split;
     at the families' own seed and without curve-specific overrides that is the train stage's run.
+    A family's ``steps`` (and the ``step_overrides`` that go with them) apply below the full set only.
     """
     curves = preset.curves
     jobs: list[tuple[Job, int | str, int]] = []
@@ -168,6 +169,7 @@ def curve_jobs(preset: Any, common: list[str], runs: Path) -> list[tuple[Job, in
                             "trainer.check_val_every_n_epoch=null",
                             f"trainer.val_check_interval={spec.steps}",
                             f"+callbacks.last_checkpoint.every_n_train_steps={spec.steps}",
+                            *(spec.get("step_overrides") or []),  # what goes with that count (a stage's length)
                         ]
                     else:  # the preset's epochs (naive Bayes: one counting pass); saved at epoch end
                         overrides.append("+callbacks.last_checkpoint.save_on_train_epoch_end=true")

@@ -97,6 +97,25 @@ def test_the_full_set_is_the_presets_run_with_its_validation(tmp_path: Path) -> 
     assert len(splits["train"][1]) + len(splits["val"][1]) == 60_000
 
 
+def test_step_overrides_go_with_the_step_count_below_the_full_set_only(tmp_path: Path) -> None:
+    preset = OmegaConf.create(
+        {
+            "families": {"lr": ["experiment=logistic_regression"]},
+            "curves": {
+                "sizes": [100, None],
+                "seeds": [1],
+                "full_set_seeds": [42],
+                "families": {"lr": {"steps": 7, "step_overrides": ["model.optimizer.lr=0.5"]}},
+            },
+        }
+    )
+    jobs = {label: (overrides, run_dir) for (_, overrides, run_dir), label, _ in curve_jobs(preset, [], Path("runs"))}
+    small = compose_config(jobs[100][0], tmp_path)
+    assert small.trainer.max_steps == 7 and small.model.optimizer.lr == 0.5
+    full = compose_config(jobs["all"][0], tmp_path)  # the family's own run, its own settings
+    assert jobs["all"][1] == Path("runs") / "lr" and full.model.optimizer.lr != 0.5 and full.trainer.max_steps != 7
+
+
 def test_a_trained_curve_run_tests_its_last_checkpoint(tmp_path: Path) -> None:
     """End to end on the tiny preset: n = 100, no validation, the last checkpoint tested."""
     from train import train
