@@ -15,7 +15,6 @@ difference of the imputed values (float rounding only: the draws use the same un
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 from dgbench.checkpoint import load_model  # noqa: E402
 from dgbench.data import default_data_root, load_split  # noqa: E402
 from dgbench.evaluation.suites.missing_features import observed_masks  # noqa: E402
+from dgbench.runtime import cpu_model  # noqa: E402
 
 
 def fill_every_image(self, inputs: Tensor, labels: Tensor, todo: Tensor, uniforms: Tensor) -> tuple[Tensor, Tensor]:
@@ -58,10 +58,7 @@ def main() -> None:
     images, _ = load_split("mnist", default_data_root(), train=False, download=False)
     x = (images[: args.n].float() / 255).unsqueeze(1)
     masks = observed_masks(args.n, torch.Generator().manual_seed(0))
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-        platform.processor(),
-    )
+    cpu = cpu_model()
     lines = [
         f"# PixelCNN imputation speed: `{args.run}`, {args.n} test images, one thread",
         "",
