@@ -145,8 +145,8 @@ class ConditionalPixelCNN(FamilyModule):
         uniforms = uniforms.expand(len(inputs), -1)
         # (pixel, image) pairs to draw, in raster order, and how many images each pixel has: two host
         # syncs here instead of one per step
-        pairs = todo.flatten(1).T.nonzero()
-        counts = todo.flatten(1).sum(0)
+        flat = todo.flatten(1)
+        pairs, counts = flat.T.nonzero(), flat.sum(0)
         pixels = counts.nonzero().flatten()
         images = torch.split(pairs[:, 1], counts[pixels].tolist())
         for t, who in zip(pixels.tolist(), images, strict=True):
