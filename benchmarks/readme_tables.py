@@ -1,6 +1,12 @@
-"""README's head-to-head tables, written from a benchmark's report.json and curves.json (nothing typed by hand).
+"""README's findings and head-to-head tables, written from a benchmark's report.json and curves.json
+(nothing typed by hand).
 
     python benchmarks/readme_tables.py [results/primer_cpu] > results/primer_cpu/tables.md
+    python benchmarks/readme_tables.py results/primer_cpu --readme README.md   # README's findings table
+
+The findings table (one row per primer claim, ``dgbench.evaluation.findings``) replaces what stands
+between README's ``<!-- findings -->`` and ``<!-- /findings -->`` markers; tests/test_readme.py checks
+that the committed README holds exactly what this writes from the committed report.
 
 One row per family (the primer's table turned on its side: fourteen families do not fit as columns),
 in two tables: deciding, generating and what it costs; missing features, outliers and
@@ -10,10 +16,14 @@ N/A where the family lacks the capability; "–" where the benchmark did not mea
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
+
+from dgbench.evaluation.findings import findings, markdown
+
+BEGIN, END = "<!-- findings -->", "<!-- /findings -->"
 
 
 def pct(value: float | None, ci: list[float] | None = None) -> str:
@@ -117,12 +127,41 @@ def second_table(models: dict[str, Any]) -> list[str]:
     return lines
 
 
-def main() -> None:
-    folder = Path(sys.argv[1] if len(sys.argv) > 1 else "results/primer_cpu")
+def load(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     report = json.loads((folder / "report.json").read_text())
     curves = json.loads((folder / "curves.json").read_text()) if (folder / "curves.json").exists() else {"points": []}
+    return report, curves
+
+
+def findings_block(folder: Path) -> str:
+    """README's findings table between its markers, naming the command that wrote it."""
+    report, curves = load(folder)
+    lines = [BEGIN, f"<!-- python benchmarks/readme_tables.py {folder.as_posix()} --readme README.md -->"]
+    return "\n".join(lines + markdown(findings(report, curves), folder.as_posix()) + [END])
+
+
+def with_findings(readme: str, folder: Path) -> str:
+    """``readme`` with the text between the findings markers replaced by the table of ``folder``."""
+    if BEGIN not in readme or END not in readme:
+        raise SystemExit(f"error: README has no {BEGIN} ... {END} block: add the two markers where the table goes")
+    head, rest = readme.split(BEGIN, 1)
+    return head + findings_block(folder) + rest.split(END, 1)[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folder", nargs="?", default="results/primer_cpu", type=Path)
+    parser.add_argument("--readme", type=Path, help="rewrite this README's findings table in place")
+    args = parser.parse_args()
+    if args.readme:
+        args.readme.write_text(with_findings(args.readme.read_text(), args.folder))
+        print(f"{args.readme}: findings table from {args.folder}")
+        return
+    report, curves = load(args.folder)
     models = report["models"]
-    print(f"<!-- python benchmarks/readme_tables.py {folder} -->")
+    print(f"<!-- python benchmarks/readme_tables.py {args.folder.as_posix()} -->")
+    print("\n".join(markdown(findings(report, curves), args.folder.as_posix())))
+    print()
     print("\n".join(first_table(models, curves["points"])))
     print()
     print("\n".join(second_table(models)))
