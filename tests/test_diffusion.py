@@ -204,11 +204,40 @@ def test_bound_with_oracle_denoiser_is_prior_plus_decoder(
     assert model.log_likelihood(x).item() == pytest.approx((decoder - prior).item(), rel=1e-5)
 
 
-def test_likelihood_is_per_image_and_the_bpd_score_is_its_conversion(model: DiffusionModel, mnist) -> None:
+def test_likelihood_is_per_image_and_the_declared_score_is_its_negative(model: DiffusionModel, mnist) -> None:
     x = mnist[0]
     log_lik = model.log_likelihood(x)
     torch.testing.assert_close(model.log_likelihood(x[3:]), log_lik[3:])  # independent of the batch
-    torch.testing.assert_close(model.score_anomalies(x)["vlb_bpd"], -log_lik / (784 * math.log(2)))
+    torch.testing.assert_close(model.score_anomalies(x)[model.primary_score], -log_lik)
+
+
+def test_class_marginal_bound_is_a_log_sum_exp_over_per_class_bounds(model: DiffusionModel, mnist) -> None:
+    """Brute force, one image and one class at a time, in float64: log (1/10) Σ_y exp(-L_vlb(x|y)), every
+    class's bound from the same seeded (t, ε) draws; and the unconditional branch's bound as bits/dim."""
+    from models.diffusion.sampling import negative_vlb
+
+    x = mnist[0][:3]
+    generator = torch.Generator().manual_seed(0)  # the model's fixed evaluation seed
+    t, weights = model.schedule.stratified_timesteps(model.likelihood_timesteps, generator)
+    noise = torch.randn((len(t), 1, 28, 28), generator=generator)
+    net = model.ema.averaged
+
+    def bound(image: torch.Tensor, label: int) -> float:
+        eps = lambda x_t, t_rows: net(x_t, t_rows, torch.full_like(t_rows, label)).float()  # noqa: E731
+        x0 = (image[None] * 255).round() / 127.5 - 1
+        return -negative_vlb(model.schedule, eps, x0, t=t, weights=weights, noise=noise).item()
+
+    expected = []
+    for image in x:
+        per_class = [bound(image, y) for y in range(10)]
+        top = max(per_class)
+        expected.append(top + math.log(sum(math.exp(b - top) for b in per_class) / 10))
+    with torch.inference_mode():
+        got = model.log_likelihood(x)
+        null_bpd = model.score_anomalies(x)["vlb_bpd"]
+    torch.testing.assert_close(got.double(), torch.tensor(expected, dtype=torch.float64), rtol=1e-5, atol=1e-3)
+    unconditional = torch.tensor([-bound(image, model.null_class) for image in x]) / (784 * math.log(2))
+    torch.testing.assert_close(null_bpd, unconditional.float(), rtol=1e-5, atol=1e-5)
 
 
 def test_reconstruction_score_is_the_distance_to_what_the_denoiser_returns(
