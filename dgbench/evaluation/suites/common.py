@@ -4,6 +4,7 @@ inference, the ``Suite`` record, and pyplot for the suites' figures."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,37 +43,57 @@ class EvalData:
         return [self.test_images, self.test_labels, self.train_images, self.heldout_images, *self.ood.values()]
 
 
+def stream(seed: int, name: str) -> torch.Generator:
+    """The random stream of one evaluation set: a generator seeded with the first 63 bits of
+    sha256(f"{seed}/{name}"), stable across processes and Python versions (unlike ``hash``), so
+    that what one set draws (and its budget) never moves another set."""
+    digest = hashlib.sha256(f"{seed}/{name}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
+
 def load_eval_data(in_dist: str, root: str, budget: dict[str, int], seed: int) -> EvalData:
-    generator = torch.Generator().manual_seed(seed)
+    """The evaluation sets, each from its own random stream (``stream``):
 
-    def subset(images: Tensor, n: int) -> Tensor:
-        return images[torch.randperm(len(images), generator=generator)[:n]]
-
+    - test order: a permutation of the test split by ``torch.Generator().manual_seed(seed)`` (the
+      order of every earlier run, so suites that read a prefix of it keep their images);
+    - OOD in-distribution images: ``test_images[:n]``, n = ``budget["ood"]`` (suites/ood.py);
+    - FID reference: ``budget["sample_quality"]`` training images (stream "train_reference"); the
+      floor's held-out real images: the last ``budget["sample_quality"]`` of the test order;
+    - OOD sets, n images each, every one from its own stream: the other dataset's test split, the
+      letters, uniform noise, Gaussian noise; "inverted" and "flipped" are 1 - x and the top-bottom
+      mirror of the in-distribution images ``test_images[:n]``.
+    """
     to_float = lambda u8: u8.unsqueeze(1).float() / 255  # noqa: E731
+
+    def subset(images: Tensor, n: int, name: str) -> Tensor:
+        return images[torch.randperm(len(images), generator=stream(seed, name))[:n]]
+
     test_u8, test_labels = load_split(in_dist, root, train=False)
-    order = torch.randperm(len(test_u8), generator=generator)
+    order = torch.randperm(len(test_u8), generator=torch.Generator().manual_seed(seed))
     test_images, test_labels = to_float(test_u8[order]), test_labels[order]
     train_u8, _ = load_split(in_dist, root, train=True)
     n_ood = budget["ood"]
     digits = test_images[:n_ood]
     mean, std = test_images.mean(), test_images.std()
+    gaussian = torch.randn(n_ood, 1, 28, 28, generator=stream(seed, "gaussian_noise"))
+    other = OTHER_DATASET[in_dist]
     ood = {
-        OTHER_DATASET[in_dist]: to_float(subset(load_split(OTHER_DATASET[in_dist], root, train=False)[0], n_ood)),
-        "uniform_noise": torch.rand(n_ood, 1, 28, 28, generator=generator),
+        other: to_float(subset(load_split(other, root, train=False)[0], n_ood, other)),
+        "uniform_noise": torch.rand(n_ood, 1, 28, 28, generator=stream(seed, "uniform_noise")),
         # Same mean and variance as the data: only structure separates it from digits.
-        "gaussian_noise": (mean + std * torch.randn(n_ood, 1, 28, 28, generator=generator)).clamp(0, 1),
+        "gaussian_noise": (mean + std * gaussian).clamp(0, 1),
         "inverted": 1 - digits,
         # Upside-down images keep every pixel statistic of the data and only break its shapes: a
         # detector that passes this one looks at content, not at intensity histograms.
         "flipped": digits.flip(-2),
-        "letters": to_float(subset(load_split("letters", root, train=False)[0], n_ood)),
+        "letters": to_float(subset(load_split("letters", root, train=False)[0], n_ood, "letters")),
     }
     n_ref = budget["sample_quality"]
     return EvalData(
         in_dist,
         test_images,
         test_labels,
-        to_float(subset(train_u8, n_ref)),
+        to_float(subset(train_u8, n_ref, "train_reference")),
         test_images[-n_ref:],
         ood,
     )
