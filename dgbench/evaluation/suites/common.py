@@ -4,6 +4,7 @@ inference, the ``Suite`` record, and pyplot for the suites' figures."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ import matplotlib
 import torch
 from torch import Tensor
 
+from dgbench import DGBenchError
 from dgbench.data import load_split
 from dgbench.progress import Progress
 
@@ -21,9 +23,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 OTHER_DATASET = {"mnist": "fashion_mnist", "fashion_mnist": "mnist"}
 # Near OOD: inputs that share the data's strokes and statistics and differ in content: printed
-# letters that are not digits (dgbench/assets/letters.pt) and upside-down test images. Everything
-# else (the other dataset, noise, inverted images) is far. Fixed with the sets, before any score.
-NEAR_OOD = ("letters", "flipped")
+# letters that are not digits (dgbench/assets/letters.pt), test digits turned by 180 degrees (without
+# the classes a turn leaves a digit or turns into another) and chimeras (the top half of one digit on
+# the bottom half of a digit of another class). Everything else (the other dataset, noise, inverted
+# images) is far. Fixed with the sets, before any score.
+NEAR_OOD = ("letters", "rotated", "chimeras")
+# Classes a 180-degree turn leaves in the distribution: 0, 1, 8 stay themselves, 6 and 9 turn into
+# each other. They are left out of "rotated". No class of the other dataset is left out: the rule is
+# the digits' (a turned bag may look like a bag; nothing was decided for Fashion-MNIST).
+ROTATION_INVARIANT = {"mnist": (0, 1, 6, 8, 9)}
+HALF = 14  # chimeras: rows 0-13 of one image over rows 14-27 of another
 
 
 @dataclass
@@ -42,40 +51,92 @@ class EvalData:
         return [self.test_images, self.test_labels, self.train_images, self.heldout_images, *self.ood.values()]
 
 
+def stream(seed: int, name: str) -> torch.Generator:
+    """The random stream of one evaluation set: a generator seeded with the first 63 bits of
+    sha256(f"{seed}/{name}"), stable across processes and Python versions (unlike ``hash``), so
+    that what one set draws (and its budget) never moves another set."""
+    digest = hashlib.sha256(f"{seed}/{name}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
+
 def load_eval_data(in_dist: str, root: str, budget: dict[str, int], seed: int) -> EvalData:
-    generator = torch.Generator().manual_seed(seed)
+    """The evaluation sets, each from its own random stream (``stream``):
 
-    def subset(images: Tensor, n: int) -> Tensor:
-        return images[torch.randperm(len(images), generator=generator)[:n]]
-
+    - test order: a permutation of the test split by ``torch.Generator().manual_seed(seed)`` (the
+      order of every earlier run, so suites that read a prefix of it keep their images);
+    - OOD in-distribution images: ``test_images[:n]``, n = ``budget["ood"]`` (suites/ood.py);
+    - FID reference: ``budget["sample_quality"]`` training images (stream "train_reference"); the
+      floor's held-out real images: the last ``budget["sample_quality"]`` of the test order;
+    - OOD sets, n images each, every one from its own stream: the other dataset's test split, the
+      letters, uniform noise, Gaussian noise, and three sets derived from test images. The derived
+      ones are built only from the test images *not* scored as in-distribution, ``test_images[n:]``
+      (a family's smaller first-look budget scores a prefix of ``test_images[:n]``), so that no
+      outlier is made from an image it is compared with: such pairs would break the independence of
+      the two samples that DeLong's interval assumes. "inverted": 1 - x; "rotated": rot180(x), x of
+      a class outside ``ROTATION_INVARIANT``; "chimeras": x_i[rows 0-13] over x_j[rows 14-27],
+      y_i != y_j, 2n distinct images. They may share images with the held-out FID floor: no
+      statistic pairs the two, and avoiding them would make the OOD sets depend on
+      ``budget["sample_quality"]``. A budget that leaves too few test images outside the first n
+      for a derived set is a ``DGBenchError`` (on MNIST, above about a third of the test split).
+    """
     to_float = lambda u8: u8.unsqueeze(1).float() / 255  # noqa: E731
+
+    def subset(images: Tensor, n: int, name: str) -> Tensor:
+        return images[torch.randperm(len(images), generator=stream(seed, name))[:n]]
+
     test_u8, test_labels = load_split(in_dist, root, train=False)
-    order = torch.randperm(len(test_u8), generator=generator)
+    order = torch.randperm(len(test_u8), generator=torch.Generator().manual_seed(seed))
     test_images, test_labels = to_float(test_u8[order]), test_labels[order]
     train_u8, _ = load_split(in_dist, root, train=True)
     n_ood = budget["ood"]
-    digits = test_images[:n_ood]
+    sources, source_labels = test_images[n_ood:], test_labels[n_ood:]  # never scored as in-distribution
+    turnable = ~torch.isin(source_labels, torch.tensor(ROTATION_INVARIANT.get(in_dist, ()), dtype=torch.long))
     mean, std = test_images.mean(), test_images.std()
+    gaussian = torch.randn(n_ood, 1, 28, 28, generator=stream(seed, "gaussian_noise"))
+    other = OTHER_DATASET[in_dist]
     ood = {
-        OTHER_DATASET[in_dist]: to_float(subset(load_split(OTHER_DATASET[in_dist], root, train=False)[0], n_ood)),
-        "uniform_noise": torch.rand(n_ood, 1, 28, 28, generator=generator),
+        other: to_float(subset(load_split(other, root, train=False)[0], n_ood, other)),
+        "uniform_noise": torch.rand(n_ood, 1, 28, 28, generator=stream(seed, "uniform_noise")),
         # Same mean and variance as the data: only structure separates it from digits.
-        "gaussian_noise": (mean + std * torch.randn(n_ood, 1, 28, 28, generator=generator)).clamp(0, 1),
-        "inverted": 1 - digits,
-        # Upside-down images keep every pixel statistic of the data and only break its shapes: a
-        # detector that passes this one looks at content, not at intensity histograms.
-        "flipped": digits.flip(-2),
-        "letters": to_float(subset(load_split("letters", root, train=False)[0], n_ood)),
+        "gaussian_noise": (mean + std * gaussian).clamp(0, 1),
+        "inverted": 1 - subset(sources, n_ood, "inverted"),
+        # A turn by 180 degrees keeps every pixel statistic of the data and only breaks its shapes:
+        # a detector that passes this one looks at content, not at intensity histograms.
+        "rotated": torch.rot90(subset(sources[turnable], n_ood, "rotated"), 2, dims=(-2, -1)),
+        "chimeras": chimeras(sources, source_labels, n_ood, stream(seed, "chimeras")),
+        "letters": to_float(subset(load_split("letters", root, train=False)[0], n_ood, "letters")),
     }
+    short = [f"{name} {len(ood[name])}" for name in ("inverted", "rotated", "chimeras") if len(ood[name]) < n_ood]
+    if short:
+        raise DGBenchError(
+            f"budget.ood={n_ood} leaves too few test images outside the {n_ood} scored as in-distribution "
+            f"to derive the outliers from ({', '.join(short)} images): lower budget.ood"
+        )
     n_ref = budget["sample_quality"]
     return EvalData(
         in_dist,
         test_images,
         test_labels,
-        to_float(subset(train_u8, n_ref)),
+        to_float(subset(train_u8, n_ref, "train_reference")),
         test_images[-n_ref:],
         ood,
     )
+
+
+def chimeras(images: Tensor, labels: Tensor, n: int, generator: torch.Generator) -> Tensor:
+    """Up to n images whose rows 0-13 are those of one image and rows 14-27 those of an image of
+    another class, from 2n distinct ``images``: strokes that are locally the data's, a whole that is
+    no digit. Tops are the first n of a random order; each takes as its bottom the next unused image
+    of that order whose class differs from its own."""
+    order, classes = torch.randperm(len(images), generator=generator).tolist(), labels.tolist()
+    tops, rest, pairs = order[:n], order[n:], []
+    for top in tops:
+        k = next((k for k, j in enumerate(rest) if classes[j] != classes[top]), None)
+        if k is None:
+            break
+        pairs.append((top, rest.pop(k)))
+    top_index, bottom_index = torch.tensor(pairs, dtype=torch.long).reshape(-1, 2).unbind(1)
+    return torch.cat([images[top_index, ..., :HALF, :], images[bottom_index, ..., HALF:, :]], dim=-2)
 
 
 def autocast(device: torch.device) -> contextlib.AbstractContextManager:
