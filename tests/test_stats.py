@@ -199,3 +199,123 @@ def test_mean_auroc_bootstrap_on_a_case_with_a_binomial_bootstrap_distribution()
     lo, hi = stats.mean_auroc_bootstrap(ins, outs, {"all": ["s"]}, replicates=4000, seed=5)["all"]
     assert lo == pytest.approx(1 - binom.ppf(0.975, 200, 0.2) / 400, abs=1 / 400 + 1e-9)
     assert hi == pytest.approx(1 - binom.ppf(0.025, 200, 0.2) / 400, abs=1 / 400 + 1e-9)
+
+
+# --- where the suites apply them: McNemar and paired-DeLong families with Holm's adjustment -------------
+def _holm_by_hand(p: list[float]) -> list[float]:
+    order = sorted(range(len(p)), key=lambda i: p[i])
+    steps = [min(1.0, (len(p) - r) * p[i]) for r, i in enumerate(order)]
+    running = [max(steps[: r + 1]) for r in range(len(steps))]
+    return [running[order.index(i)] for i in range(len(p))]
+
+
+def test_classification_rows_adjust_every_pairwise_mcnemar_test_over_all_pairs() -> None:
+    from scipy.stats import binomtest
+
+    from dgbench.evaluation.suites import classification
+
+    # Per image right/wrong for three models on 40 images; c is also scored on only 30 (paired on the first 30).
+    a = torch.tensor([1] * 30 + [0] * 10, dtype=torch.bool)
+    b = torch.tensor([1] * 22 + [0] * 8 + [1] * 4 + [0] * 6, dtype=torch.bool)
+    c = torch.tensor([1] * 12 + [0] * 18, dtype=torch.bool)
+    results = {
+        m: {"n": len(v), "_correct": v, "accuracy": v.float().mean().item(), "accuracy_ci": [0.0, 1.0]}
+        for m, v in (("a", a), ("b", b), ("c", c))
+    }
+    tests = classification.pairwise_mcnemar(results)
+    pairs = [("a", "b"), ("a", "c"), ("b", "c")]
+    raw = []
+    for x, y in pairs:
+        k = min(len(results[x]["_correct"]), len(results[y]["_correct"]))
+        cx, cy = results[x]["_correct"][:k], results[y]["_correct"][:k]
+        only_x, only_y = int((cx & ~cy).sum()), int((~cx & cy).sum())
+        raw.append(binomtest(only_x, only_x + only_y, 0.5).pvalue)
+        assert (tests[x, y]["a_only"], tests[x, y]["b_only"], tests[x, y]["n"]) == (only_x, only_y, k)
+        assert (tests[y, x]["a_only"], tests[y, x]["b_only"]) == (only_y, only_x)
+    assert [tests[p]["p_value"] for p in pairs] == pytest.approx(raw)
+    assert [tests[p]["p_holm"] for p in pairs] == pytest.approx(_holm_by_hand(raw))
+    assert [tests[y, x]["p_holm"] for x, y in pairs] == pytest.approx(_holm_by_hand(raw))
+    table = classification.rows(results, {})
+    assert f"({tests['a', 'c']['p_holm']:.2g})" in table["vs c: McNemar p (Holm)"]["a"]
+
+
+class ShiftScorer:
+    """Anomaly score = mean pixel plus a per-model amount of image-dependent noise (same images, different
+    detectors); ``primary_score`` is the noisy one."""
+
+    primary_score = "noisy"
+
+    def __init__(self, noise: float) -> None:
+        self.noise = noise
+
+    def score_anomalies(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        mean = x.flatten(1).mean(1)
+        wobble = torch.sin(x.flatten(1).sum(1) * 37.0)  # a deterministic function of the image
+        return {"noisy": mean + self.noise * wobble, "clean": mean}
+
+
+def _ood_results(n: int = 60) -> dict[str, dict]:
+    from dgbench.evaluation.suites import ood as ood_suite
+    from dgbench.evaluation.suites.common import NEAR_OOD, Context, EvalData
+
+    generator = torch.Generator().manual_seed(0)
+
+    def images(low: float, high: float) -> torch.Tensor:  # mean pixel ~ U(low, high) / 2: overlapping sets
+        brightness = low + (high - low) * torch.rand(n, 1, 1, 1, generator=generator)
+        return torch.rand(n, 1, 28, 28, generator=generator) * brightness
+
+    digits = images(0.2, 0.6)
+    sets = {"fashion_mnist": images(0.4, 0.9), **{name: images(0.3, 0.7) for name in NEAR_OOD}}
+    data = EvalData("mnist", digits, torch.zeros(n, dtype=torch.long), digits, digits, sets)
+    ctx = Context(data, {"ood": n}, torch.device("cpu"), 16, 0, None)
+    return {m: ood_suite.ood(ShiftScorer(noise), ctx) for m, noise in (("x", 0.0), ("y", 0.01), ("z", 0.03))}
+
+
+def test_ood_suite_reports_bootstrap_intervals_on_every_mean_auroc() -> None:
+    from dgbench.evaluation.suites import ood as ood_suite
+
+    result = _ood_results()["y"]
+    assert result["bootstrap_replicates"] == stats.BOOTSTRAP_REPLICATES
+    for score in ("noisy", "clean"):
+        per_set = result["scores"][score]
+        assert set(per_set["mean_auroc_ci"]) == set(per_set["mean_auroc"]) == {"all", "near", "far"}
+        for group, (lo, hi) in per_set["mean_auroc_ci"].items():
+            assert lo <= per_set["mean_auroc"][group] <= hi and hi - lo > 0
+        assert "mean_auroc_ci" not in ood_suite._sets(per_set) and "mean_auroc" not in ood_suite._sets(per_set)
+    (cell,) = ood_suite.summary(result, {}).values()
+    lo, hi = result["scores"]["noisy"]["mean_auroc_ci"]["near"]
+    assert f"near {result['scores']['noisy']['mean_auroc']['near']:.3f} [{lo:.3f}, {hi:.3f}]" in cell
+
+
+def test_ood_rows_compare_primary_scores_by_paired_delong_with_holm_per_set() -> None:
+    from dgbench.evaluation.suites import ood as ood_suite
+
+    results = _ood_results()
+    tests = ood_suite.pairwise_auroc(results)
+    assert set(tests) == {"fashion_mnist", *ood_suite.NEAR_OOD, "mean, all sets", "mean, near sets", "mean, far sets"}
+    pairs = [("x", "y"), ("x", "z"), ("y", "z")]
+    for row, family in tests.items():
+        members = [row] if not row.startswith("mean") else None
+        raw = []
+        for a, b in pairs:
+            sa, sb = results[a]["_primary_scores"], results[b]["_primary_scores"]
+            if members is not None:
+                expected = stats.delong_paired(sa["in"], sa["out"][row], sb["in"], sb["out"][row])
+                assert family[a, b]["difference"] == pytest.approx(expected["difference"])
+                assert family[a, b]["p_value"] == pytest.approx(expected["p_value"])
+            assert family[b, a]["difference"] == pytest.approx(-family[a, b]["difference"])
+            raw.append(family[a, b]["p_value"])
+        assert [family[p]["p_holm"] for p in pairs] == pytest.approx(_holm_by_hand(raw))
+    near = [s for s in results["x"]["near"]]
+    sa, sb = results["x"]["_primary_scores"], results["z"]["_primary_scores"]
+    expected = stats.delong_paired(sa["in"], {s: sa["out"][s] for s in near}, sb["in"], {s: sb["out"][s] for s in near})
+    assert tests["mean, near sets"]["x", "z"]["p_value"] == pytest.approx(expected["p_value"])
+    table = ood_suite.rows(results, {})
+    label = "primary score vs others, mean, near sets: AUROC difference, paired DeLong p (Holm)"
+    assert f"({tests['mean, near sets']['x', 'z']['p_holm']:.2g})" in table[label]["x"]
+    # A record made before the new keys (no interval, no per-image scores) still renders.
+    old = {m: {k: v for k, v in r.items() if k != "_primary_scores"} for m, r in results.items()}
+    for r in old.values():
+        for per_set in r["scores"].values():
+            per_set.pop("mean_auroc_ci")
+    assert "mean AUROC, near sets" in ood_suite.rows(old, {}) and ood_suite.summary(old["x"], {})

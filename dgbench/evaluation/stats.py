@@ -225,6 +225,10 @@ def mean_auroc_bootstrap(
     keeps it shared), and each set's outliers independently; it recomputes every set's AUROC and averages
     them per group. Draws from one seeded generator, in this order per replicate chunk: the inputs'
     indices, then each set's in ``out_scores`` order; ``replicates`` replicates (1 000 by default).
+
+    Limitation: a set whose outliers all score above all inputs gives AUROC 1 in every replicate, so it
+    adds no width (the bootstrap's version of DeLong's collapse); a group made only of such sets gets
+    [1, 1]. Its sets' own intervals (``auroc_delong``, Newcombe's at 1) then say how far below 1 it may be.
     """
     generator = torch.Generator().manual_seed(seed)
     ins = in_scores.double().flatten()
