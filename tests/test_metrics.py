@@ -232,6 +232,33 @@ def test_kid_interval_averages_disjoint_subsets_and_is_reproducible() -> None:
     assert first["kid_ci"][0] < first["kid"] < first["kid_ci"][1]
 
 
+def test_kid_interval_is_a_t_interval_with_one_degree_of_freedom_less_than_subsets() -> None:
+    """m disjoint-subset estimates: mean +- t_{0.975, m-1} s / sqrt(m), s the sample sd (m - 1 in its
+    denominator). The quantile comes from scipy here; t at m degrees of freedom (the old bug) is narrower."""
+    from scipy.stats import t as student_t
+
+    generator = torch.Generator().manual_seed(4)
+    real = torch.rand(60, 2, generator=generator, dtype=torch.float64)
+    fake = torch.rand(60, 2, generator=generator, dtype=torch.float64) * 1.2
+    for m in (3, 5, 10):
+        g = torch.Generator().manual_seed(7)
+        ir, jf = torch.randperm(60, generator=g), torch.randperm(60, generator=g)
+        parts = [
+            _brute_force_kid(r.tolist(), f.tolist(), 2)
+            for r, f in zip(real[ir].chunk(m), fake[jf].chunk(m), strict=True)
+        ]
+        mean = sum(parts) / m
+        sd = math.sqrt(sum((v - mean) ** 2 for v in parts) / (m - 1))
+        half = float(student_t.ppf(0.975, m - 1)) * sd / math.sqrt(m)
+        result = stats.kid_interval(real, fake, subsets=m, seed=7)
+        assert result["kid"] == pytest.approx(mean, rel=1e-9)
+        assert result["kid_ci"] == pytest.approx([mean - half, mean + half], rel=1e-3)
+        too_narrow = float(student_t.ppf(0.975, m)) * sd / math.sqrt(m)
+        assert result["kid_ci"][1] - mean > too_narrow * (1 + 1e-3)
+    with pytest.raises(ValueError, match="at least 2 subsets"):
+        stats.kid_interval(real, fake, subsets=1)
+
+
 def test_wilson_interval_matches_its_closed_form_and_known_values() -> None:
     """Wilson (1927): (p + z^2/2n ± z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n); 95/100 -> [0.8882, 0.9785]
     (Brown, Cai & DasGupta 2001, table values), and 0/n still has a positive upper end."""

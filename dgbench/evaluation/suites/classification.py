@@ -81,17 +81,37 @@ def rows(results: Results, records: dict[str, dict[str, Any]]) -> dict[str, dict
             for metric in ("nll", "ece")
         }
     )
-    for other, r_other in ran.items():  # McNemar, paired on the first min(n) test images
-        row = f"vs {other}: McNemar p"
-        for m, r in ran.items():
-            if m != other:
-                k = min(r["n"], r_other["n"])
-                test = stats.mcnemar(r["_correct"][:k], r_other["_correct"][:k])
-                star = " *" if test["p_value"] < SIGNIFICANCE else ""
+    tests = pairwise_mcnemar(ran)
+    for other in ran:  # McNemar, paired on the first min(n) test images; Holm over every pair
+        row = f"vs {other}: McNemar p (Holm)"
+        for m in ran:
+            if (m, other) in tests:
+                test = tests[m, other]
+                star = " *" if test["p_holm"] < SIGNIFICANCE else ""
                 table.setdefault(row, {})[m] = (
-                    f"{test['p_value']:.2g}{star} ({test['a_only']}/{test['b_only']}, n = {k})"
+                    f"{test['p_value']:.2g} ({test['p_holm']:.2g}){star}"
+                    f" ({test['a_only']}/{test['b_only']}, n = {test['n']})"
                 )
     return table
+
+
+def pairwise_mcnemar(results: Results) -> dict[tuple[str, str], dict[str, Any]]:
+    """McNemar's test of equal accuracy for every two models with per-image results, on the first
+    min(n) test images (the same images, in the same order, for both), keyed (a, b) and (b, a) with
+    a_only / b_only seen from the first. ``p_value`` is the test's own; ``p_holm`` is Holm's (1979) adjusted
+    p-value over the family of all pairs, the one an accuracy ordering among these models must pass."""
+    ran = [m for m, r in results.items() if r and "_correct" in r]
+    tests: dict[tuple[str, str], dict[str, Any]] = {}
+    for i, a in enumerate(ran):
+        for b in ran[i + 1 :]:
+            ra, rb = results[a], results[b]
+            k = min(ra["n"], rb["n"])  # type: ignore[index]
+            tests[a, b] = {**stats.mcnemar(ra["_correct"][:k], rb["_correct"][:k]), "n": k}  # type: ignore[index]
+    adjusted = stats.holm({pair: test["p_value"] for pair, test in tests.items()})
+    for (a, b), test in list(tests.items()):
+        test["p_holm"] = adjusted[a, b]
+        tests[b, a] = {**test, "a_only": test["b_only"], "b_only": test["a_only"]}
+    return tests
 
 
 def figure(results: Results, out_dir: Path) -> list[str]:
@@ -129,8 +149,8 @@ SUITE = Suite(
     needs=("classify",),
     run=classification,
     title=(
-        "Classification (test set; McNemar rows: p-value of equal accuracy on the same images, "
-        "* = significant at 0.05, (right only here / right only there))"
+        "Classification (test set; McNemar rows: p-value of equal accuracy on the same images "
+        "(Holm-adjusted over every pair of models), * = Holm-adjusted p < 0.05, (right only here / right only there))"
     ),
     rows=rows,
     summary=summary,
