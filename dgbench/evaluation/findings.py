@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from dgbench.evaluation.stats import welch
+from dgbench.evaluation.stats import holm, welch
 
 HOLDS, CONTRADICTED, EVEN = "holds", "contradicted", "not distinguishable"
 MASKED = "_masked"  # the benchmark's name for a discriminative preset trained with the VAE's masks
@@ -122,15 +122,24 @@ def curve(points: list[dict[str, Any]], kinds: tuple[str, ...], size: int) -> tu
     return family, by[family]
 
 
-def welch_row(a: tuple[str, list[float]], b: tuple[str, list[float]]) -> tuple[str, str]:
-    test = welch(a[1], b[1])
+def welch_rows(*pairs: tuple[tuple[str, list[float]], tuple[str, list[float]]]) -> list[tuple[str, str]]:
+    """(verdict, text) per pair from Welch's test over seeds; with several pairs (one claim resting on
+    several tests) the p-values are Holm-adjusted within the claim before they are compared with 0.05."""
+    tests = [welch(a[1], b[1]) for a, b in pairs]
+    raw = {i: t["p_value"] for i, t in enumerate(tests) if t is not None}
+    adjusted = holm(raw) if len(raw) > 1 else raw
     mean = lambda v: 100 * sum(v) / len(v)  # noqa: E731
-    text = f"{a[0]} {mean(a[1]):.1f} % vs {b[0]} {mean(b[1]):.1f} % ({len(a[1])} vs {len(b[1])} seeds)"
-    if test is None:
-        return EVEN, text
-    d, ci, p = 100 * test["difference"], test["ci"], test["p_value"]
-    text += f": {d:+.1f} points [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}], Welch p = {p:.3f}"
-    return (verdict(">" if d > 0 else "<") if p < 0.05 else EVEN), text
+    rows = []
+    for i, ((a, b), test) in enumerate(zip(pairs, tests, strict=True)):
+        text = f"{a[0]} {mean(a[1]):.1f} % vs {b[0]} {mean(b[1]):.1f} % ({len(a[1])} vs {len(b[1])} seeds)"
+        if test is None:
+            rows.append((EVEN, text))
+            continue
+        d, ci = 100 * test["difference"], test["ci"]
+        text += f": {d:+.1f} points [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}], Welch p = {raw[i]:.3f}"
+        text += f" (Holm {adjusted[i]:.3f})" if len(raw) > 1 else ""
+        rows.append(((verdict(">" if d > 0 else "<") if adjusted[i] < 0.05 else EVEN), text))
+    return rows
 
 
 def findings(report: dict[str, Any], curves: dict[str, Any] | None) -> list[Finding]:
@@ -173,7 +182,7 @@ def findings(report: dict[str, Any], curves: dict[str, Any] | None) -> list[Find
     )
 
     if curves and curves.get("points"):
-        v, text = welch_row(curve(curves["points"], gen, 100), curve(curves["points"], disc, 100))
+        [(v, text)] = welch_rows((curve(curves["points"], gen, 100), curve(curves["points"], disc, 100)))
         rows.append(Finding("generative models need less data (100 labels)", v, text, "curves.md"))
 
     plain, masked = best(models, disc, missing, masked=False), best(models, disc, missing, masked=True)
@@ -238,7 +247,7 @@ def findings(report: dict[str, Any], curves: dict[str, Any] | None) -> list[Find
 
     if curves and curves.get("points"):
         h = curve(curves["points"], hyb, 100)
-        parts = [welch_row(h, curve(curves["points"], kinds_, 100)) for kinds_ in (disc, gen)]
+        parts = welch_rows(*[(h, curve(curves["points"], kinds_, 100)) for kinds_ in (disc, gen)])
         v = (
             HOLDS
             if all(p[0] == HOLDS for p in parts)
