@@ -1,4 +1,5 @@
-"""Training-time missing-pixel masks, one sampler for every family that trains with them.
+"""Missing-pixel masks: the training-time sampler of every family that trains with them, and the
+fixed patterns (bottom half, random pixels, a mask image) that sample.py imputes with.
 
 The VAE trains its encoder on masked images so that q(z | x_obs) can infer from whatever is left;
 a discriminative family with ``mask_channel`` trains on the same masks, so that a missing-features
@@ -7,6 +8,8 @@ comparison between them measures the family and not the augmentation. Masks foll
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -48,3 +51,40 @@ def random_training_mask(x: Tensor, mask_prob: float, max_missing: float) -> Ten
     cols = (grid.view(1, 1, 1, 28) >= left) & (grid.view(1, 1, 1, 28) < left + width)
     pattern = torch.where(torch.rand_like(rate) < 0.5, scattered, ~(rows & cols))
     return pattern | (torch.rand_like(rate) >= mask_prob)
+
+
+def bottom_half_mask(n: int) -> Tensor:
+    """Masks (n, 1, 28, 28), bool, True = observed: the top 14 rows observed, the bottom 14 missing."""
+    mask = torch.ones(n, 1, 28, 28, dtype=torch.bool)
+    mask[:, :, 14:] = False
+    return mask
+
+
+def random_pixel_mask(n: int, missing: float, generator: torch.Generator | None = None) -> Tensor:
+    """Masks (n, 1, 28, 28), bool, True = observed: each pixel missing independently with probability
+    ``missing`` (pixel observed where u >= missing, u ~ Uniform[0, 1) drawn from ``generator``)."""
+    return torch.rand(n, 1, 28, 28, generator=generator) >= missing
+
+
+def mask_from_spec(spec: str, n: int, generator: torch.Generator | None = None) -> Tensor:
+    """Masks (n, 1, 28, 28), bool, True = observed, named by ``spec``: ``bottom_half``,
+    ``random_<fraction of pixels missing>`` (e.g. ``random_0.5``) or the path of a 28x28 PNG (white = observed)."""
+    if spec == "bottom_half":
+        return bottom_half_mask(n)
+    if spec.startswith("random_"):
+        try:
+            missing = float(spec.removeprefix("random_"))
+        except ValueError:
+            missing = -1.0
+        if not 0 <= missing <= 1:
+            raise DGBenchError(f"impute={spec}: write random_<fraction of pixels missing in [0, 1]>, e.g. random_0.5")
+        return random_pixel_mask(n, missing, generator)
+    path = Path(spec)
+    if not path.is_file():
+        raise DGBenchError(f"impute={spec}: choose bottom_half, random_<fraction> or the path of a 28x28 mask PNG")
+    from torchvision.io import ImageReadMode, read_image
+
+    image = read_image(str(path), ImageReadMode.GRAY)
+    if image.shape[-2:] != (28, 28):
+        raise DGBenchError(f"mask {path} is {tuple(image.shape[-2:])} pixels: it must be 28x28 (white = observed)")
+    return (image > 127).expand(n, 1, 28, 28).clone()

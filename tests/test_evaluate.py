@@ -168,3 +168,82 @@ def test_a_first_look_caps_only_the_families_that_declare_caps() -> None:
     assert model_budget(object(), budget, "first_look", "fast") == budget
     with pytest.raises(DGBenchError, match="budget_policy"):
         model_budget(Slow(), budget, "everything", "slow")
+
+
+class Tunable(FamilyModule):
+    """A family with one inference setting of each kind (dgbench.settings: plain hyper-parameter attributes)."""
+
+    family = "tunable"
+    kind = "generative"
+
+    def __init__(self, steps: int = 5, scale: float = 1.0, sampler: str = "ddim", rows: int | None = None) -> None:
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        self.steps, self.scale, self.sampler, self.rows = steps, scale, sampler, rows
+        self.levels = [0.3, 0.5]  # an attribute, but no hyper-parameter: not a setting
+
+
+def test_settings_are_checked_before_any_is_set_and_applied_where_they_exist() -> None:
+    from dgbench.settings import apply_settings, settings_of
+
+    a, b = Tunable(), PixelBayes()
+    assert settings_of(a) == {"rows": None, "sampler": "ddim", "scale": 1.0, "steps": 5} and settings_of(b) == {}
+    applied = apply_settings({"a": a, "b": b}, {"steps": 2, "scale": 3, "sampler": "dpmpp_2m", "rows": 7})
+    assert applied == {"a": {"steps": 2, "scale": 3.0, "sampler": "dpmpp_2m", "rows": 7}, "b": {}}
+    assert (a.steps, a.sampler, a.rows) == (2, "dpmpp_2m", 7) and type(a.scale) is float  # an int for a float
+    assert apply_settings({"a": a}, {"rows": None}) == {"a": {"rows": None}}  # its constructor's default
+    refused = [
+        ({"steps": 4, "stesp": 3}, "inference.stesp: not a setting of a, b; the settings are rows, sampler, scale"),
+        ({"steps": 4, "levels": [0.1]}, "inference.levels: not a setting"),
+        ({"steps": 4, "scale": "big"}, "inference.scale='big' has the wrong type: a's scale takes float"),
+        ({"steps": 2.5}, "inference.steps=2.5 has the wrong type: a's steps takes int"),
+        ({"steps": True}, "inference.steps=True has the wrong type"),  # a bool is no count
+        ({"sampler": 3}, "inference.sampler=3 has the wrong type: a's sampler takes str"),
+        ({"steps": None}, "inference.steps=null: a's steps cannot be null"),
+    ]
+    for settings, message in refused:
+        with pytest.raises(DGBenchError) as err:
+            apply_settings({"a": a, "b": b}, settings)
+        assert message in str(err.value) and "\n" not in str(err.value)
+        assert a.steps == 2  # nothing was set: the valid setting before the refused one neither
+
+
+def test_a_setting_only_one_model_has_is_applied_to_it_and_listed_in_the_report(
+    tmp_path: Path, tiny_resnet_run: Path, toy_run: Path
+) -> None:
+    cfg = eval_config(tmp_path, [tiny_resnet_run, toy_run], "suites=[classification]", "+inference.max_missing=0.25")
+    evaluate(cfg)
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert report["inference_applied"] == {"resnet": {"max_missing": 0.25}, "pixel_bayes": {}}
+    rebuilt = compose_config([f"records=[{tmp_path / 'eval'}]"], tmp_path / "rebuilt", config_name="evaluate")
+    evaluate(rebuilt)  # the report rebuilt from the records lists it too
+    assert json.loads((tmp_path / "rebuilt" / "report.json").read_text())["inference_applied"] == {
+        "resnet": {"max_missing": 0.25},
+        "pixel_bayes": {},
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        (
+            "+inference.max_mising=0.25",
+            "inference.max_mising: not a setting of resnet; the settings are label_smoothing",
+        ),
+        (
+            "+inference.max_missing=most",
+            "inference.max_missing='most' has the wrong type: resnet's max_missing takes float",
+        ),
+    ],
+)
+def test_cli_mistyped_inference_setting_is_one_line_exit_2_and_writes_nothing(
+    tmp_path: Path, tiny_resnet_run: Path, setting: str, message: str
+) -> None:
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    args = [f"ckpts=[{tiny_resnet_run}]", *TINY_BUDGET, setting, f"hydra.run.dir={out}", f"cache_dir={cache}"]
+    result = run_python(["evaluate.py", *args])
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+    assert not (out / "report.json").exists() and not (out / "records").exists() and not cache.exists()

@@ -26,6 +26,7 @@ from dgbench.capabilities import CAPABILITIES, capabilities_of
 from dgbench.checkpoint import family_class, load_model
 from dgbench.data import default_data_root, load_split
 from dgbench.family import FamilyModule
+from dgbench.settings import apply_settings
 
 FAMILIES = sorted(p.stem for p in (CONFIGS / "model").glob("*.yaml"))
 EVERYTHING = ("classify", "sample", "score_anomalies", "log_likelihood", "impute", "explain")
@@ -45,11 +46,16 @@ EXPECTED: dict[str, tuple[str, tuple[str, ...]]] = {
     "m2": ("hybrid", ("classify", "sample", "score_anomalies", "log_likelihood", "explain")),
     "vae_finetuned": ("hybrid", ("classify", "score_anomalies", "explain")),
 }
-# evaluate.py sets these inference knobs on a loaded model where it has them; the tiny preset's values
-# keep the slow capabilities (diffusion's) to a few network evaluations per image.
-INFERENCE = OmegaConf.to_container(
-    OmegaConf.from_dotlist([o.lstrip("+") for o in TINY_PRESET.evaluate if o.lstrip("+").startswith("inference.")])
-).get("inference", {})
+
+
+# The inference settings the tiny preset gives evaluate.py for a family (its evaluate list, then the
+# family's own): they keep the slow capabilities (diffusion's) to a few network evaluations per image.
+def inference_settings(family: str) -> dict[str, Any]:
+    overrides = [*TINY_PRESET.evaluate, *(TINY_PRESET.get("evaluate_families") or {}).get(family, [])]
+    dotlist = [o.lstrip("+") for o in overrides if o.lstrip("+").startswith("inference.")]
+    return OmegaConf.to_container(OmegaConf.from_dotlist(dotlist)).get("inference", {})
+
+
 N = 4  # images per capability call
 LABELS = torch.tensor([0, 3, 7, 9])
 
@@ -74,10 +80,8 @@ def digits() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return images[:N], observed, (images[1000:2000], labels[1000:2000])
 
 
-def apply_inference_knobs(model: FamilyModule) -> FamilyModule:
-    for key, value in INFERENCE.items():
-        if hasattr(model, key):
-            setattr(model, key, value)
+def apply_inference_knobs(model: FamilyModule, family: str) -> FamilyModule:
+    apply_settings({family: model}, inference_settings(family))  # as evaluate.py does (dgbench.settings)
     return model
 
 
@@ -118,7 +122,7 @@ def built(request: pytest.FixtureRequest, digits: tuple, tmp_path_factory: pytes
         with torch.no_grad():
             for p in model.parameters():
                 p.add_(0.1 * torch.randn(p.shape, generator=generator))
-    model = apply_inference_knobs(model.eval())
+    model = apply_inference_knobs(model.eval(), family)
     x, observed, _ = digits
     outputs = capability_outputs(model, x, observed)
     if "sample" in outputs:
@@ -230,7 +234,7 @@ def test_weights_only_checkpoint_reproduces_every_output(built: Built, digits: t
     assert family_class(meta["class_path"]) is type(model)
     torch.save(checkpoint, tmp_path / "model.ckpt")
 
-    reloaded = apply_inference_knobs(load_model(tmp_path / "model.ckpt"))
+    reloaded = apply_inference_knobs(load_model(tmp_path / "model.ckpt"), built.family)
     assert type(reloaded) is type(model) and not reloaded.training
     x, observed, _ = digits
     outputs = capability_outputs(reloaded, x, observed)

@@ -9,18 +9,20 @@ from hydra.utils import instantiate
 from dgbench.capabilities import capabilities_of
 from dgbench.evaluation.suites import ood as ood_suite
 from dgbench.evaluation.suites.common import NEAR_OOD, Context, EvalData
+from dgbench.settings import apply_settings
 
 FAMILIES = sorted(p.stem for p in (CONFIGS / "model").glob("*.yaml"))
 
 
 def test_every_scorer_declares_a_primary_score_it_computes(tmp_path) -> None:
-    for family in FAMILIES:
-        model = instantiate(compose_config([*TINY, *TINY_MODELS[family]], tmp_path).model, _convert_="all").eval()
-        if "score_anomalies" not in capabilities_of(model):
-            continue
-        for knob, value in (("likelihood_timesteps", 2), ("recon_steps", 2), ("impute_steps", 2)):
-            if hasattr(model, knob):
-                setattr(model, knob, value)
+    models = {
+        family: instantiate(compose_config([*TINY, *TINY_MODELS[family]], tmp_path).model, _convert_="all").eval()
+        for family in FAMILIES
+    }
+    scorers = {family: model for family, model in models.items() if "score_anomalies" in capabilities_of(model)}
+    # the slow scorers (diffusion's) kept to a few network evaluations, as evaluate.py would set them
+    apply_settings(scorers, {"likelihood_timesteps": 2, "recon_steps": 2, "impute_steps": 2})
+    for family, model in scorers.items():
         scores = model.score_anomalies(torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(0)))
         assert model.primary_score in scores, family
 

@@ -1,4 +1,4 @@
-"""sample.py: grid and tensor files, seed reproducibility, knobs, imputation and one-line errors."""
+"""sample.py: grid and tensor files, seed reproducibility, inference settings, imputation and one-line errors."""
 
 from __future__ import annotations
 
@@ -44,15 +44,15 @@ def test_grid_and_tensor_files(runs: dict[str, Path], tmp_path: Path) -> None:
     assert one["labels"].tolist() == [3, 3, 3, 3]
 
 
-def test_seed_reproducible_and_knobs_applied(runs: dict[str, Path], tmp_path: Path) -> None:
+def test_seed_reproducible_and_inference_settings_applied(runs: dict[str, Path], tmp_path: Path) -> None:
     args = (f"ckpt={runs['naive_bayes']}", "n=8")
     a = run_sample(tmp_path, *args, "seed=5", f"out={tmp_path / 'a'}")["images"]
     b = run_sample(tmp_path, *args, "seed=5", f"out={tmp_path / 'b'}")["images"]
     c = run_sample(tmp_path, *args, "seed=6", f"out={tmp_path / 'c'}")["images"]
     assert torch.equal(a, b) and not torch.equal(a, c)
-    knobbed = run_sample(tmp_path, *args, "seed=5", "+knobs.alpha=50.0", f"out={tmp_path / 'k'}")["images"]
+    knobbed = run_sample(tmp_path, *args, "seed=5", "+inference.alpha=50.0", f"out={tmp_path / 'k'}")["images"]
     assert not torch.equal(a, knobbed)  # a much stronger Beta prior changes the pixel probabilities
-    assert torch.load(tmp_path / "k" / "samples.pt", weights_only=True)["knobs"] == {"alpha": 50.0}
+    assert torch.load(tmp_path / "k" / "samples.pt", weights_only=True)["inference"] == {"alpha": 50.0}
 
 
 @pytest.mark.parametrize("spec", ["bottom_half", "random_0.5", "png"])
@@ -78,7 +78,6 @@ def test_impute_keeps_observed_pixels(runs: dict[str, Path], tmp_path: Path, spe
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["+knobs.no_such_knob=1"], "valid knobs are alpha"),
         (["classes=10"], "classes=10"),
         (["impute=random_abc"], "impute=random_abc"),
     ],
@@ -87,6 +86,38 @@ def test_bad_input_is_one_line_and_exit_2(runs: dict[str, Path], tmp_path: Path,
     result = run_python(["sample.py", f"ckpt={runs['naive_bayes']}", "n=2", f"out={tmp_path}", *args])
     assert result.returncode == 2, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("+inference.alhpa=50", "inference.alhpa: not a setting of naive_bayes; the settings are alpha, eval_seed"),
+        ("+inference.alpha=strong", "inference.alpha='strong' has the wrong type: naive_bayes's alpha takes float"),
+        ("+inference.eval_seed=1.5", "inference.eval_seed=1.5 has the wrong type: naive_bayes's eval_seed takes int"),
+    ],
+)
+def test_a_mistyped_inference_setting_is_one_line_exit_2_and_writes_nothing(
+    runs: dict[str, Path], tmp_path: Path, setting: str, message: str
+) -> None:
+    out = tmp_path / "out"
+    result = run_python(["sample.py", f"ckpt={runs['naive_bayes']}", "n=2", f"out={out}", setting])
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr, result.stderr
+    assert not list(out.glob("samples.*")) and not list(out.glob("impute.*"))
+
+
+def test_impute_masks_are_the_shared_ones(runs: dict[str, Path], tmp_path: Path) -> None:
+    """impute=bottom_half / random_<p> give exactly dgbench.masks' patterns: the top 14 rows observed;
+    each pixel observed with probability 1 - p (here p = 0.25: 75 % of 6 x 784 pixels, +- 5 sigma)."""
+    args = (f"ckpt={runs['naive_bayes']}", "n=6", "classes=[4,7]")
+    run_sample(tmp_path, *args, "impute=bottom_half", f"out={tmp_path / 'b'}")
+    bottom = torch.load(tmp_path / "b" / "impute.pt", weights_only=True)["observed"]
+    assert bottom[:, :, :14].all() and not bottom[:, :, 14:].any()
+    run_sample(tmp_path, *args, "impute=random_0.25", f"out={tmp_path / 'r'}")
+    random = torch.load(tmp_path / "r" / "impute.pt", weights_only=True)["observed"]
+    n = random.numel()
+    assert abs(random.float().sum().item() - 0.75 * n) < 5 * (n * 0.25 * 0.75) ** 0.5
 
 
 def test_checkpoint_that_cannot_sample(runs: dict[str, Path], tmp_path: Path) -> None:
