@@ -221,9 +221,10 @@ class DiffusionModel(FamilyModule):
             "unbiased estimate of a lower bound on log p(x|y); bits/dim = -value / (784 ln 2)."
         )
 
-    def _negative_vlbs(self, x: Tensor, classes: Sequence[int | None]) -> Tensor:
+    def _negative_vlbs(self, x: Tensor, classes: Sequence[int | None], terms: bool = False) -> Tensor:
         """-L_vlb(x | y) in nats, (n, len(classes)), y = None for the unconditional (null-class) model;
-        every class and image gets the same stratified (t, ε) draws, from a fixed seed."""
+        every class and image gets the same stratified (t, ε) draws, from a fixed seed. ``terms``: the
+        weighted terms instead, (n, len(classes), 1 + likelihood_timesteps), without the prior term."""
         generator = torch.Generator().manual_seed(EVAL_SEED)
         x0 = (x.float() * 255).round() / 127.5 - 1  # the 8-bit grid, in [-1, 1]
         t, weights = self.schedule.stratified_timesteps(self.likelihood_timesteps, generator)
@@ -233,7 +234,8 @@ class DiffusionModel(FamilyModule):
         def bound(y: int | None, images: Tensor) -> Tensor:
             labels = None if y is None else torch.full((len(images) * len(t),), y, device=images.device)
             eps = partial(self._eps, labels=labels, exact=True)  # a likelihood: fp32 on every device
-            return inference.negative_vlb(self.schedule, eps, images, t=t, weights=weights, noise=noise)
+            rows = inference.vlb_terms(self.schedule, eps, images, t=t, weights=weights, noise=noise)
+            return rows if terms else rows.sum(1) + self.schedule.prior_term(images)
 
         return torch.stack([self._per_images(partial(bound, y), len(t), x0) for y in classes], dim=1)
 
@@ -242,6 +244,16 @@ class DiffusionModel(FamilyModule):
         """log Σ_y p(y) exp(-L_vlb(x|y)): a lower bound on log p(x), since each term bounds p(x|y)."""
         class_bounds = -self._negative_vlbs(x, range(NUM_CLASSES)).float()
         return torch.logsumexp(class_bounds - math.log(NUM_CLASSES), dim=1)
+
+    @torch.inference_mode()
+    def log_likelihood_standard_error(self, x: Tensor) -> Tensor:
+        """Per-image standard error (nats) of ``log_likelihood``'s Monte-Carlo estimate over its timesteps:
+        by the delta method, the class-marginal bound moves with Σ_y π_y B_y (π = its softmax weights over
+        classes), whose per-timestep terms share (t, ε) across classes; their spread between adjacent
+        strata gives the error (:func:`models.diffusion.sampling.collapsed_strata_se`)."""
+        terms = -self._negative_vlbs(x, range(NUM_CLASSES), terms=True)  # (n, 10, 1 + k)
+        weights = torch.softmax(terms.sum(2), dim=1)  # the prior term is the same for every class
+        return inference.collapsed_strata_se((weights.unsqueeze(2) * terms).sum(1)).float()
 
     # --- classify: the diffusion classifier ------------------------------------------------
     @torch.inference_mode()

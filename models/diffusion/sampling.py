@@ -19,6 +19,23 @@ EpsFn = Callable[[Tensor, int], Tensor]
 RandnFn = Callable[[tuple[int, ...]], Tensor]
 
 
+def vlb_terms(
+    schedule: NoiseSchedule,
+    eps: Callable[[Tensor, Tensor], Tensor],
+    x0: Tensor,
+    t: Tensor,
+    weights: Tensor,
+    noise: Tensor,
+) -> Tensor:
+    """The weighted terms w_i L_{t_i} of -L_vlb per image, (n, len(t)), one (t_i, ε_i) per row of ``noise``
+    (Ho et al. 2020, eq. 5); :func:`negative_vlb` adds them up with the prior term."""
+    n, k = len(x0), len(t)
+    x0_rows, t_rows = x0.repeat_interleave(k, 0), t.repeat(n)
+    x_t = schedule.add_noise(x0_rows, noise.repeat(n, 1, 1, 1), t_rows)
+    x0_hat = schedule.predict_x0(x_t, eps(x_t, t_rows), t_rows).clamp(-1, 1)
+    return schedule.vlb_term(x0_rows, x0_hat, x_t, t_rows).view(n, k) * weights
+
+
 def negative_vlb(
     schedule: NoiseSchedule,
     eps: Callable[[Tensor, Tensor], Tensor],
@@ -32,12 +49,21 @@ def negative_vlb(
     With ``t``, ``weights`` from :meth:`NoiseSchedule.stratified_timesteps` this is an unbiased
     estimate of the bound; every image gets the same (t_i, ε_i).
     """
-    n, k = len(x0), len(t)
-    x0_rows, t_rows = x0.repeat_interleave(k, 0), t.repeat(n)
-    x_t = schedule.add_noise(x0_rows, noise.repeat(n, 1, 1, 1), t_rows)
-    x0_hat = schedule.predict_x0(x_t, eps(x_t, t_rows), t_rows).clamp(-1, 1)
-    terms = schedule.vlb_term(x0_rows, x0_hat, x_t, t_rows).view(n, k)
-    return (terms * weights).sum(1) + schedule.prior_term(x0)
+    return vlb_terms(schedule, eps, x0, t, weights, noise).sum(1) + schedule.prior_term(x0)
+
+
+def collapsed_strata_se(terms: Tensor) -> Tensor:
+    """Standard error of Σ_i terms[:, i] where column 0 is exact and columns 1..k are one draw from each
+    of k equal-probability strata: the collapsed-strata estimator (Cochran 1977, Sampling Techniques,
+    §5A.12), Var ≈ Σ_j (y_{2j-1} - y_{2j})² over adjacent pairs of strata (an odd last stratum is
+    paired with its neighbour again). Conservative where the integrand changes smoothly with t."""
+    draws = terms[:, 1:]
+    if draws.shape[1] < 2:
+        return torch.full((len(terms),), float("nan"), dtype=terms.dtype, device=terms.device)
+    if draws.shape[1] % 2:
+        draws = torch.cat([draws, draws[:, -2:-1]], dim=1)
+    pairs = draws.view(len(draws), -1, 2)
+    return (pairs[..., 0] - pairs[..., 1]).pow(2).sum(1).sqrt()
 
 
 SAMPLERS = ("ddim", "ddpm", "dpmpp_2m")
