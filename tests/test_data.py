@@ -11,16 +11,8 @@ import torch
 from conftest import ROOT, run_python
 
 from dgbench import DGBenchError
-from dgbench.data import (
-    IDX_FILES,
-    EpochShuffle,
-    MNISTDataModule,
-    TensorBatches,
-    default_data_root,
-    load_split,
-    random_translate,
-    stratified_subset,
-)
+from dgbench.data import EpochShuffle, MNISTDataModule, TensorBatches, random_translate, stratified_subset
+from dgbench.datasets import IDX_FILES, default_data_root, load_split
 
 
 def datamodule(**kwargs: object) -> MNISTDataModule:
