@@ -22,7 +22,7 @@ benchmark.json records stage times and the machine.
 ``--jobs N`` (default: the preset's ``jobs``, else 1) trains N runs at once in worker processes
 with cores // N torch threads each. The cpu preset uses two one-thread workers: the diffusion model,
 half of the benchmark's training, runs on one core (1.08 s per step; 0.58 s on two threads,
-``benchmarks/diffusion_speed.py``) while the other core works through every other run.
+``benchmarks/probes/diffusion_speed.py``) while the other core works through every other run.
 """
 
 from __future__ import annotations
