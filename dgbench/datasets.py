@@ -97,18 +97,18 @@ def load_letters(path: str | Path | None = None) -> tuple[torch.Tensor, torch.Te
     """Printed letters that are not digits, preprocessed like MNIST: a near-out-of-distribution set.
 
     Returns ``(images uint8 (N, 28, 28), labels int64 (N,))``; a label indexes the asset's
-    ``alphabet``. The asset is written by ``benchmarks/make_letters.py`` (whose docstring says how)
+    ``alphabet``. The asset is written by ``scripts/make_letters.py`` (whose docstring says how)
     and committed, since its rendering depends on the machine's fonts and FreeType.
     """
     path = LETTERS_ASSET if path is None else Path(path)
     if not path.is_file():
-        raise DGBenchError(f"letters asset {path} not found: run python benchmarks/make_letters.py")
+        raise DGBenchError(f"letters asset {path} not found: run python scripts/make_letters.py")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
         return data["images"], data["labels"]
     except Exception as err:  # noqa: BLE001 - a truncated or foreign file gets the same actionable message
         raise DGBenchError(
-            f"letters asset {path} is unreadable ({type(err).__name__}): run python benchmarks/make_letters.py"
+            f"letters asset {path} is unreadable ({type(err).__name__}): run python scripts/make_letters.py"
         ) from None
 
 

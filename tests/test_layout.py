@@ -1,7 +1,7 @@
 """The layering of the code, read from its imports, and checkpoints that outlive moves of the code.
 
 Layers, bottom up: dgbench/ (the framework: protocols, data, checkpoints, evaluation) < models/nets/
-(plain networks) < models/ (the families) < the entry points (train.py, evaluate.py, benchmarks/).
+(plain networks) < models/ (the families) < the entry points (train.py, evaluate.py, sample.py, benchmarks/, scripts/).
 A layer imports only from layers below it; the framework finds families through checkpoints and
 configs (dotted class paths), never by importing them.
 """
@@ -20,7 +20,7 @@ from dgbench.data import default_data_root, load_split, to_float
 from dgbench.evaluation.features import DEFAULT_FEATURE_NET
 from dgbench.family import public_class_path
 
-ENTRY_POINTS = {"train", "evaluate", "benchmarks"}
+ENTRY_POINTS = {"train", "evaluate", "sample", "benchmarks", "scripts"}
 
 
 def imported_modules(path: Path) -> set[str]:
