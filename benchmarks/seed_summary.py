@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from dgbench.evaluation.stats import seed_mean  # noqa: E402
+from dgbench.evaluation.stats import seed_mean
 
 DEFAULT_METRICS = ["fid", "precision", "recall", "class_accuracy", "diversity_min", "pixel_diversity_min"]
 

@@ -6,7 +6,7 @@ per-pixel log-probabilities loses whole nats). This plugin autocasts the trainin
 leaves every validation, test and predict step in fp32.
 
 Used by the ``trainer=cpu_bf16`` config (the CPU presets of the generative families); the speed-up
-is measured per family in results/train_speed.md (``benchmarks/train_speed.py``). On a processor
+is measured per family in results/train_speed.md (``benchmarks/probes/train_speed.py``). On a processor
 without native bf16 arithmetic (no AVX512-BF16 or AMX: oneDNN would emulate it, slower than fp32)
 it trains in fp32 and says so once.
 """

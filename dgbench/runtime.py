@@ -127,6 +127,20 @@ def environment() -> dict[str, Any]:
     return {"device": device, "torch_version": str(torch.__version__), "python": platform.python_version()}
 
 
+def hardware() -> dict[str, Any]:
+    """What a timing was measured on: :func:`environment` with the CPU model, cores, torch threads
+    and torchvision version (the probes under benchmarks/probes/ record it beside their numbers)."""
+    import torchvision
+
+    return {
+        **environment(),
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torchvision_version": torchvision.__version__,
+    }
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
     """Write ``path`` through a temporary file beside it, fsync, then rename it over ``path``.

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from dgbench import DGBenchError
+from dgbench.data import to_float
 from dgbench.family import FamilyModule
 from models.nets.trees import FIELDS, LEVELS, NUM_CLASSES, NUM_PIXELS, deepest_leaves, descend, from_sklearn
 
@@ -132,7 +133,7 @@ class RandomForest(FamilyModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
-        self._images.append((x * 255).round().to(torch.uint8).cpu())  # 8-bit images: lossless, 4x smaller
+        self._images.append((x[:, 0] * 255).round().to(torch.uint8).cpu())  # 8-bit images: lossless, 4x smaller
         self._labels.append(y.cpu())
         self.optimizers().step()  # changes nothing; counts the batch as a step
         if batch_idx + 1 == self.trainer.num_training_batches:  # the epoch's last batch: grow the forest
@@ -140,7 +141,7 @@ class RandomForest(FamilyModule):
             if self.trainer.world_size > 1:  # every process fits the same forest on all the shards
                 images = self.all_gather(images.to(self.device)).flatten(0, 1).cpu()
                 labels = self.all_gather(labels.to(self.device)).flatten(0, 1).cpu()
-            self.fit(images.float() / 255, labels)
+            self.fit(to_float(images), labels)
             self._images, self._labels = [], []
         return torch.zeros((), device=x.device)  # no loss; a finite one for dgbench.callbacks.FiniteGuard
 

@@ -1,26 +1,24 @@
 """The learning curves' protocol: a model trained on n labels sees exactly n labels.
 
-Each run is built exactly as benchmarks/primer.py's ``curve_jobs`` configures it: below the full set
-the data module holds n labelled training images and no validation split, no checkpoint is chosen
-on a validation metric (the last one is tested), and every seed draws its own stratified subset.
+Each run is built exactly as the benchmark's ``curve_jobs`` (dgbench/evaluation/curves.py) configures
+it: below the full set the data module holds n labelled training images and no validation split, no
+checkpoint is chosen on a validation metric (the last one is tested), and every seed draws its own
+stratified subset.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CONFIGS, ROOT
+from conftest import CONFIGS
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import OmegaConf
 
+from dgbench.evaluation.curves import curve_jobs, hybrid_comparisons
 from dgbench.runtime import compose_config
-
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from primer import curve_jobs, hybrid_comparisons  # noqa: E402
 
 PRESETS = OmegaConf.load(CONFIGS / "benchmark.yaml")
 

@@ -11,16 +11,8 @@ import torch
 from conftest import ROOT, run_python
 
 from dgbench import DGBenchError
-from dgbench.data import (
-    IDX_FILES,
-    EpochShuffle,
-    MNISTDataModule,
-    TensorBatches,
-    default_data_root,
-    load_split,
-    random_translate,
-    stratified_subset,
-)
+from dgbench.data import EpochShuffle, MNISTDataModule, TensorBatches, random_translate, stratified_subset, to_float
+from dgbench.datasets import IDX_FILES, default_data_root, load_split
 
 
 def datamodule(**kwargs: object) -> MNISTDataModule:
@@ -99,6 +91,16 @@ def test_stratified_subset_on_imbalanced_labels() -> None:
     assert len(idx) == len(idx.unique()) == 101
     expected = torch.tensor([700, 250, 49, 1]) * 101 / 1000
     assert (torch.bincount(labels[idx], minlength=4) - expected).abs().max() < 1
+
+
+def test_to_float_maps_each_grey_level_k_to_k_over_255_with_a_channel_axis() -> None:
+    levels = torch.arange(256, dtype=torch.uint8).view(4, 8, 8)
+    x = to_float(levels)
+    assert x.shape == (4, 1, 8, 8) and x.dtype == torch.float32
+    expected = [k / 255 for k in range(256)]  # Python floats: an independent computation
+    assert x.flatten().tolist() == pytest.approx(expected, abs=1e-7) and x.min() == 0 and x.max() == 1
+    with pytest.raises(TypeError, match="uint8"):
+        to_float(x[:, 0])  # already float: a second division would be silent
 
 
 # --- augmentation ---------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from dgbench import DGBenchError
-from dgbench.data import default_data_root, load_split
+from dgbench.data import default_data_root, load_split, to_float
 from models.diffusion import DiffusionModel
 from models.diffusion.schedule import NoiseSchedule, discretized_gaussian_log_likelihood
 
@@ -24,7 +24,7 @@ def cosine_alpha_bar(t: int, T: int = 1000, s: float = 0.008) -> float:
 @pytest.fixture(scope="module")
 def mnist() -> tuple[torch.Tensor, torch.Tensor]:
     images, labels = load_split("mnist", default_data_root(), train=False)
-    return images[:6].unsqueeze(1).float() / 255, labels[:6]
+    return to_float(images[:6]), labels[:6]
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from conftest import TINY, TINY_MODELS, compose_config
 from torch import Tensor, nn
 
 from dgbench.attribution import area_under_curve, integrated_gradients
-from dgbench.data import default_data_root, load_split
+from dgbench.data import default_data_root, load_split, to_float
 from dgbench.evaluation.suites import SUITES
 from dgbench.evaluation.suites.common import Context, EvalData
 from evaluate import evaluate
@@ -31,7 +31,7 @@ from train import train
 def digits() -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """8 test digits, a mask with about 60 % of pixels observed, and 1000 labelled digits to fit on."""
     images, labels = load_split("mnist", default_data_root(), train=False)
-    images = images.unsqueeze(1).float() / 255
+    images = to_float(images)
     observed = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(0)) < 0.6
     return images[:8], observed, images[1000:2000], labels[1000:2000]
 

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from sklearn.ensemble import RandomForestClassifier
 
 from dgbench.checkpoint import load_model
-from dgbench.data import default_data_root, load_split
+from dgbench.data import default_data_root, load_split, to_float
 from models.forest import RandomForest
 from train import train
 
@@ -30,7 +30,7 @@ SETTINGS = {  # a small forest, and the decision tree of configs/experiment/deci
 @pytest.fixture(scope="module")
 def digits() -> tuple[torch.Tensor, torch.Tensor]:
     images, labels = load_split("mnist", default_data_root(), train=False)
-    return images[:1500].unsqueeze(1).float() / 255, labels[:1500]
+    return to_float(images[:1500]), labels[:1500]
 
 
 def reference(setting: dict, x: torch.Tensor, y: torch.Tensor) -> RandomForestClassifier:

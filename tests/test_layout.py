@@ -1,7 +1,7 @@
 """The layering of the code, read from its imports, and checkpoints that outlive moves of the code.
 
 Layers, bottom up: dgbench/ (the framework: protocols, data, checkpoints, evaluation) < models/nets/
-(plain networks) < models/ (the families) < the entry points (train.py, evaluate.py, benchmarks/).
+(plain networks) < models/ (the families) < the entry points (train.py, evaluate.py, sample.py, benchmarks/, scripts/).
 A layer imports only from layers below it; the framework finds families through checkpoints and
 configs (dotted class paths), never by importing them.
 """
@@ -16,11 +16,11 @@ import torch
 from conftest import ROOT
 
 from dgbench.checkpoint import family_class, load_model
-from dgbench.data import default_data_root, load_split
+from dgbench.data import default_data_root, load_split, to_float
 from dgbench.evaluation.features import DEFAULT_FEATURE_NET
 from dgbench.family import public_class_path
 
-ENTRY_POINTS = {"train", "evaluate", "benchmarks"}
+ENTRY_POINTS = {"train", "evaluate", "sample", "benchmarks", "scripts"}
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -102,7 +102,7 @@ def test_the_shipped_feature_network_loads_and_classifies_digits() -> None:
     model = load_model(DEFAULT_FEATURE_NET)
     assert model.family == "resnet" and not model.training
     images, labels = load_split("mnist", default_data_root(), train=False)
-    x = images[:200].unsqueeze(1).float() / 255
+    x = to_float(images[:200])
     assert (model.classify(x).argmax(1) == labels[:200]).float().mean() > 0.95  # trained weights, not an init
     assert model.features(x).shape == (200, model.net.head[-1].in_features)
 

@@ -11,7 +11,7 @@ from conftest import ROOT
 from PIL import Image, features
 
 from dgbench import DGBenchError
-from dgbench.data import LETTERS_ASSET, load_letters, load_split
+from dgbench.datasets import LETTERS_ASSET, load_letters, load_split
 
 # Written out here rather than imported from the script, so that the test checks its choice.
 DIGIT_LIKE = set("OoDQ" + "Iil" + "Zz" + "Ss" + "bG" + "B" + "gq")
@@ -23,7 +23,7 @@ def asset() -> dict:
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("make_letters", ROOT / "benchmarks" / "make_letters.py")
+    spec = importlib.util.spec_from_file_location("make_letters", ROOT / "scripts" / "make_letters.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -38,7 +38,7 @@ def test_asset_format(asset: dict) -> None:
     assert not DIGIT_LIKE & set(alphabet), f"digit-like letters in the alphabet: {DIGIT_LIKE & set(alphabet)}"
     assert labels.min() >= 0 and labels.max() < len(alphabet)
     assert len(labels.unique()) == len(alphabet)  # every letter occurs
-    assert asset["script"] == "benchmarks/make_letters.py" and isinstance(asset["seed"], int)
+    assert asset["script"] == "scripts/make_letters.py" and isinstance(asset["seed"], int)
     assert asset["fonts"] == sorted(asset["fonts"]) and all(f.endswith(".ttf") for f in asset["fonts"])
     assert (images.flatten(1).amax(1) >= 200).all()  # every image has ink at (nearly) full intensity
 

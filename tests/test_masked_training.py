@@ -19,7 +19,7 @@ from conftest import TINY, compose_config
 
 from dgbench import DGBenchError
 from dgbench.checkpoint import load_model
-from dgbench.data import MNISTDataModule, default_data_root, load_split
+from dgbench.data import MNISTDataModule, default_data_root, load_split, to_float
 from dgbench.family import CHECKPOINT_FORMAT
 from dgbench.masks import random_training_mask
 from models.logistic_regression import LogisticRegression
@@ -203,7 +203,7 @@ def test_tiny_masked_logistic_regression_trains_and_round_trips(tmp_path: Path) 
     assert torch.equal(reloaded.linear.weight, model.linear.weight)
 
     test_images, labels = load_split("mnist", default_data_root(), train=False)
-    x, y = test_images[:500].unsqueeze(1).float() / 255, labels[:500]
+    x, y = to_float(test_images[:500]), labels[:500]
     observed = random_observed(500, seed=3)
     for args in ((x,), (x * observed, observed)):
         assert torch.equal(reloaded.classify(*args), model.classify(*args))

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from dgbench import DGBenchError
 from dgbench.binarize import fixed_binarization
 from dgbench.checkpoint import load_model
-from dgbench.data import default_data_root, load_split
+from dgbench.data import default_data_root, load_split, to_float
 from models.naive_bayes import BernoulliNaiveBayes
 from train import train
 
@@ -25,7 +25,7 @@ from train import train
 @pytest.fixture(scope="module")
 def digits() -> tuple[torch.Tensor, torch.Tensor]:
     images, labels = load_split("mnist", default_data_root(), train=False)
-    return images[:1200].unsqueeze(1).float() / 255, labels[:1200]
+    return to_float(images[:1200]), labels[:1200]
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import torch
 from torchmetrics.functional.classification import binary_auroc
 
 from dgbench.checkpoint import load_model
-from dgbench.data import default_data_root, load_split
+from dgbench.data import default_data_root, load_split, to_float
 from models.nets.resnet import ResNet
 from models.resnet import ResNetClassifier
 
@@ -20,7 +20,7 @@ from models.resnet import ResNetClassifier
 def digits() -> tuple[torch.Tensor, torch.Tensor]:
     """The last 2000 test images: the tiny run is tested on the first 1000, not these."""
     images, labels = load_split("mnist", default_data_root(), train=False)
-    return images[-2000:].unsqueeze(1).float() / 255, labels[-2000:]
+    return to_float(images[-2000:]), labels[-2000:]
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,9 @@ import pytest
 from conftest import ROOT
 
 
-def script(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+def script(path: str) -> ModuleType:
+    """benchmarks/<path>.py as a module: the report tools in benchmarks/, the probes in benchmarks/probes/."""
+    spec = importlib.util.spec_from_file_location(Path(path).name, ROOT / "benchmarks" / f"{path}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -46,7 +47,7 @@ def test_merged_classifier_parts_count_every_image_once(tmp_path: Path) -> None:
         path.write_text(json.dumps({"ckpt": ckpt, "classify": {**classify, "wall_s": 1.0}}))
         return path
 
-    merged = script("diffusion_report").merge_classify([part(500, 500, 490), part(0, 500, 492)])
+    merged = script("probes/diffusion_report").merge_classify([part(500, 500, 490), part(0, 500, 492)])
     assert (merged["n"], merged["right"], merged["acc"]) == (1000, 982, 0.982)
     assert merged["images"] == [[0, 499], [500, 999]] and merged["first_pairs"] == 100  # 10 kept: plain
     # Wilson: centre (p + z²/2n) / (1 + z²/n), half-width z sqrt(p(1-p)/n + z²/4n²) / (1 + z²/n)
@@ -57,7 +58,7 @@ def test_merged_classifier_parts_count_every_image_once(tmp_path: Path) -> None:
     )
     assert merged["wilson95"] == pytest.approx([centre - half, centre + half], abs=1e-6)
     with pytest.raises(SystemExit, match="like with like"):
-        script("diffusion_report").merge_classify([part(0, 500, 492), part(500, 500, 490, ckpt="other")])
+        script("probes/diffusion_report").merge_classify([part(0, 500, 492), part(500, 500, 490, ckpt="other")])
 
 
 def test_merged_likelihood_parts_are_summarised_over_every_image(tmp_path: Path) -> None:
@@ -68,7 +69,7 @@ def test_merged_likelihood_parts_are_summarised_over_every_image(tmp_path: Path)
         path.write_text(json.dumps({**record, "per_image": per_image}))
         return path
 
-    merged = script("vae_likelihood").merge([part(2, [90.0, 94.0], [1, 0]), part(0, [86.0, 90.0], [1, 1])])
+    merged = script("probes/vae_likelihood").merge([part(2, [90.0, 94.0], [1, 0]), part(0, [86.0, 90.0], [1, 1])])
     # the four images 86, 90, 90, 94: mean 90, sample sd sqrt(32/3), interval 1.96 sd / sqrt(4)
     half = 1.96 * math.sqrt(32 / 3) / 2
     assert merged["images"] == 4 and merged["ranges"] == [[0, 1], [2, 3]] and merged["wall_s"] == 10.0
@@ -76,9 +77,9 @@ def test_merged_likelihood_parts_are_summarised_over_every_image(tmp_path: Path)
     assert merged["nll_given_true_class_nats"] == pytest.approx(88.0)
     assert merged["bayes_accuracy_binarized"] == pytest.approx(0.75)
     with pytest.raises(SystemExit, match="like with like"):
-        script("vae_likelihood").merge([part(0, [86.0], [1]), part(1, [90.0], [1], k=100)])
+        script("probes/vae_likelihood").merge([part(0, [86.0], [1]), part(1, [90.0], [1], k=100)])
     with pytest.raises(SystemExit, match="overlap"):
-        script("vae_likelihood").merge([part(0, [86.0, 90.0], [1, 1]), part(1, [90.0], [1])])
+        script("probes/vae_likelihood").merge([part(0, [86.0, 90.0], [1, 1]), part(1, [90.0], [1])])
 
 
 def test_progress_comparison_pairs_each_training_once_and_skips_reuses() -> None:

@@ -18,14 +18,14 @@ from omegaconf import DictConfig
 from dgbench import DGBenchError
 from dgbench.calibration import fit_temperature
 from dgbench.checkpoint import load_model
-from dgbench.data import default_data_root, load_split
+from dgbench.data import default_data_root, load_split, to_float
 from models.svm import KernelSVM, crammer_singer_loss
 from train import train
 
 
 def test_random_features_approximate_the_exact_rbf_kernel() -> None:
     images, _ = load_split("mnist", default_data_root(), train=False)
-    x = images[:12].flatten(1).float() / 255
+    x = to_float(images[:12]).flatten(1)
     gamma, m = 0.02, 8192
     z = KernelSVM(num_frequencies=m, gamma=gamma, feature_seed=3).features(x)
     exact = torch.exp(-gamma * torch.cdist(x.double(), x.double()).square())
@@ -75,7 +75,7 @@ def test_training_fits_the_checkpoints_temperature_on_its_validation_split(
     data.setup("fit")
     images, labels = data.splits["val"]
     seen = cfg.trainer.limit_val_batches * cfg.data.eval_batch_size  # what validation saw
-    x = images[:seen].unsqueeze(1).float() / 255
+    x = to_float(images[:seen])
     margins = model.margins(model.network_input(x)).detach()
     # the temperature minimising their NLL (dgbench.calibration, checked against a grid in test_calibration.py)
     assert float(model.temperature) == pytest.approx(1 / fit_temperature(margins, labels[:seen]), rel=1e-5)

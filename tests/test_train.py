@@ -11,7 +11,7 @@ from conftest import TINY, TINY_RESNET, compose_config, run_python
 
 from dgbench import DGBenchError
 from dgbench.checkpoint import load_model
-from dgbench.data import default_data_root, load_split
+from dgbench.data import default_data_root, load_split, to_float
 from train import train
 
 # What tiny_resnet_run tests on: limit_test_batches=2 batches of eval_batch_size=500, in order.
@@ -20,13 +20,13 @@ TINY_TEST_IMAGES = 1000
 RELOAD = """
 import json, sys, torch
 from dgbench.checkpoint import load_model
-from dgbench.data import default_data_root, load_split
+from dgbench.data import default_data_root, load_split, to_float
 run, n = sys.argv[1], int(sys.argv[2])
 for name in ("best.ckpt", "last.ckpt"):  # both load without unpickling any code
     assert "dgbench" in torch.load(f"{run}/checkpoints/{name}", map_location="cpu", weights_only=True)
 model = load_model(f"{run}/checkpoints/best.ckpt")
 images, labels = load_split("mnist", default_data_root(), train=False)
-predictions = model.classify(images[:n].unsqueeze(1).float() / 255).argmax(1)
+predictions = model.classify(to_float(images[:n])).argmax(1)
 print(json.dumps({"predictions": predictions.tolist(), "hparams": dict(model.hparams)}))
 """
 
@@ -38,7 +38,7 @@ def test_checkpoint_reloads_in_a_fresh_process(tiny_resnet_run: Path) -> None:
 
     images, labels = load_split("mnist", default_data_root(), train=False)
     model = load_model(tiny_resnet_run)  # a run directory resolves to its tested checkpoint
-    in_process = model.classify(images[:TINY_TEST_IMAGES].unsqueeze(1).float() / 255).argmax(1)
+    in_process = model.classify(to_float(images[:TINY_TEST_IMAGES])).argmax(1)
 
     result = run_python(["-c", RELOAD, str(tiny_resnet_run), str(TINY_TEST_IMAGES)])
     assert result.returncode == 0, result.stderr[-3000:]

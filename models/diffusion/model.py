@@ -271,13 +271,33 @@ class DiffusionModel(FamilyModule):
     def _class_errors(self, x: Tensor, observed: Tensor | None) -> Tensor:
         """:func:`models.diffusion.classifier.class_errors` (n, 10, pixels), in batches of images."""
         P, first, keep = self.classify_pairs, self.classify_first_pairs, self.classify_keep
-        t = classifier.pair_timesteps(P, self.schedule.num_timesteps).to(self.device)
-        noise = self._randn((P, *x.shape[1:]), torch.Generator().manual_seed(EVAL_SEED))
+        t, noise = self._pair_draws(P, x.shape[1:])
         mask = torch.ones_like(x, dtype=torch.bool) if observed is None else observed.bool()
         errors = partial(
             classifier.class_errors, self.schedule, self._eps, t=t, noise=noise, first_pairs=first, keep=keep
         )
         return self._per_images(errors, classifier.passes_per_image(P, first, keep), x, mask)
+
+    def _pair_draws(self, pairs: int, image_shape: Sequence[int]) -> tuple[Tensor, Tensor]:
+        """The classifier's (t, ε) pairs, shared by every image and class: t evenly spaced, ε seeded."""
+        t = classifier.pair_timesteps(pairs, self.schedule.num_timesteps).to(self.device)
+        return t, self._randn((pairs, *image_shape), torch.Generator().manual_seed(EVAL_SEED))
+
+    @torch.inference_mode()
+    def class_pair_errors(self, x: Tensor, pairs: int | None = None) -> Tensor:
+        """(n, pairs, 10): ||ε - ε_θ(x_t, t, y)||² summed over pixels, for every class y at each of ``pairs``
+        (default ``classify_pairs``) (t, ε) pairs drawn as :meth:`classify` draws them (Li et al. 2023, eq. 4),
+        without class elimination. Any elimination setting (P, P₁, K of Li et al.'s Algorithm 2) replays
+        from this one tensor: how benchmarks/probes/diffusion_elimination.py chose ``classify_first_pairs``
+        and ``classify_keep`` on validation images."""
+        pairs = pairs or self.classify_pairs
+        t, noise = self._pair_draws(pairs, x.shape[1:])
+        every = torch.arange(NUM_CLASSES, device=self.device).expand(len(x), NUM_CLASSES)
+
+        def summed(images: Tensor, mask: Tensor, classes: Tensor) -> Tensor:
+            return classifier.pair_errors(self.schedule, self._eps, images, mask, t, noise, classes).sum(3)
+
+        return self._per_images(summed, pairs * NUM_CLASSES, x, torch.ones_like(x, dtype=torch.bool), every)
 
     # --- score anomalies ---------------------------------------------------------------------
     def _reconstruction_error(self, x: Tensor) -> Tensor:

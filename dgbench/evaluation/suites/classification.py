@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from dgbench import calibration
-from dgbench.data import held_out_validation
+from dgbench.data import held_out_validation, to_float
 from dgbench.evaluation import metrics, stats
 from dgbench.evaluation.suites.common import Context, Results, Suite, batched, plt, save_figure, with_ci
 
@@ -49,7 +49,7 @@ def temperature_scaled(model: Any, ctx: Context, log_probs: torch.Tensor, labels
     if split["dataset"] != ctx.data.in_dist:
         return {"temperature_na": f"trained on {split['dataset']}, evaluated on {ctx.data.in_dist}"}
     n_val = min(n_val, len(images))
-    val_images = images[:n_val].unsqueeze(1).float() / 255
+    val_images = to_float(images[:n_val])
     val_log_probs = batched(model.classify, val_images, batch_size=ctx.batch_size, device=ctx.device)
     beta = calibration.fit_temperature(val_log_probs, val_labels[:n_val])
     scaled = calibration.apply_temperature(log_probs, beta)

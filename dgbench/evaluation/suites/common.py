@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import matplotlib.pyplot as plt
 import torch
 from torch import Tensor
 
@@ -18,8 +19,7 @@ from dgbench import DGBenchError
 from dgbench.data import load_split
 from dgbench.progress import Progress
 
-matplotlib.use("Agg")  # figures go to files: never ask for a display
-import matplotlib.pyplot as plt  # noqa: E402
+matplotlib.use("Agg")  # figures go to files: never ask for a display (pyplot picks its backend at the first figure)
 
 OTHER_DATASET = {"mnist": "fashion_mnist", "fashion_mnist": "mnist"}
 # Near OOD: inputs that share the data's strokes and statistics and differ in content: printed

@@ -1,6 +1,6 @@
 """DDIM vs DPM-Solver++(2M) on one diffusion checkpoint: FID and images/s at each step count.
 
-    nice -n 19 python benchmarks/diffusion_samplers.py [RUN_OR_CKPT] [--n 1000] [--dpm-steps 10 15 20]
+    nice -n 19 python benchmarks/probes/diffusion_samplers.py [RUN_OR_CKPT] [--n 1000] [--dpm-steps 10 15 20]
         [--ddim-steps 50] [--out results/diffusion_samplers]
 
 The FID is sample_quality's (dgbench/evaluation/suites/sample_quality.py): the shipped feature
@@ -23,15 +23,14 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from dgbench.checkpoint import load_model, resolve_checkpoint
+from dgbench.datasets import default_data_root
+from dgbench.evaluation import stats
+from dgbench.evaluation.features import load_feature_net
+from dgbench.evaluation.suites import batched, load_eval_data
+from dgbench.runtime import environment, fast_bf16, write_json
 
-from dgbench.checkpoint import load_model, resolve_checkpoint  # noqa: E402
-from dgbench.data import default_data_root  # noqa: E402
-from dgbench.evaluation import stats  # noqa: E402
-from dgbench.evaluation.features import load_feature_net  # noqa: E402
-from dgbench.evaluation.suites import batched, load_eval_data  # noqa: E402
-from dgbench.runtime import environment, fast_bf16, write_json  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 BATCH = 500  # evaluate.yaml's batch_size: sample_quality samples in chunks of this many
 

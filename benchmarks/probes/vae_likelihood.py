@@ -1,8 +1,8 @@
 """The VAE's test log-likelihood with the literature's protocol: IWAE with k importance samples.
 
-    OMP_NUM_THREADS=1 python benchmarks/vae_likelihood.py RUN_OR_CKPT [--k 5000] [--images 1000] [--start 0]
+    OMP_NUM_THREADS=1 python benchmarks/probes/vae_likelihood.py RUN_OR_CKPT [--k 5000] [--images 1000] [--start 0]
         [--out results/vae_likelihood.json]
-    python benchmarks/vae_likelihood.py --merge PART.json PART.json ... --out PATH
+    python benchmarks/probes/vae_likelihood.py --merge PART.json PART.json ... --out PATH
 
 Burda et al. 2016 report -log p(x) on binarized MNIST with k = 5000 (eq. 8; their IWAE: 82.90 nats;
 pythae's VAE reproduction 89.78 nats at k = 200). Here, on the first ``--images`` test images, each
@@ -20,20 +20,17 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from dgbench.checkpoint import load_model  # noqa: E402
-from dgbench.data import load_split  # noqa: E402
-from dgbench.progress import Progress  # noqa: E402
-from dgbench.runtime import environment  # noqa: E402
+from dgbench.checkpoint import load_model
+from dgbench.data import to_float
+from dgbench.datasets import default_data_root, load_split
+from dgbench.progress import Progress
+from dgbench.runtime import environment
 
 
 def mean_ci(values: torch.Tensor) -> tuple[float, float, float]:
@@ -99,9 +96,9 @@ def main() -> None:
     if not args.ckpt:
         parser.error("give a run directory or checkpoint (or --merge parts)")
     model = load_model(args.ckpt, torch.device("cpu"))
-    images, labels = load_split("mnist", os.environ.get("DATA_DIR", "./data"), train=False)
+    images, labels = load_split("mnist", default_data_root(), train=False)
     rows = slice(args.start, args.start + args.images)
-    x, y = images[rows].unsqueeze(1).float() / 255, labels[rows]
+    x, y = to_float(images[rows]), labels[rows]
     if len(x) < 2:
         parser.error(
             f"--start {args.start} --images {args.images} selects {len(x)} of {len(images)} test images; need 2+"

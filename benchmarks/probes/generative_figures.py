@@ -1,7 +1,7 @@
 """What a generative family's samples and latent space show: the interpretability figures of the primer's
 "varies; latent spaces complex".
 
-    python benchmarks/generative_figures.py runs/primer_cpu [--out results/generative] [--per-class 100]
+    python benchmarks/probes/generative_figures.py runs/primer_cpu [--out results/generative] [--per-class 100]
 
 Two figures from the benchmark's checkpoints (every run directory under RUNS with a checkpoint):
 
@@ -24,23 +24,20 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-import os
-import sys
 import time
 from pathlib import Path
 
 import matplotlib
+import matplotlib.pyplot as plt
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+from dgbench.capabilities import capabilities_of
+from dgbench.checkpoint import load_model
+from dgbench.data import to_float
+from dgbench.datasets import default_data_root, load_split
+from dgbench.rundir import RunDir
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from dgbench.capabilities import capabilities_of  # noqa: E402
-from dgbench.checkpoint import load_model  # noqa: E402
-from dgbench.data import load_split  # noqa: E402
-from dgbench.rundir import RunDir  # noqa: E402
+matplotlib.use("Agg")  # figures go to files: never ask for a display
 
 CLASSES, SWEEP, TRAVERSED_CLASSES, UNITS = 10, torch.linspace(-3, 3, 9), (0, 4, 7), 4
 
@@ -109,8 +106,8 @@ def main() -> None:
         grid(ax, d, f"{name}: per class, mean - 2 sd, mean, mean + 2 sd along the samples' first principal direction")
     fig.tight_layout()
     fig.savefig(args.out / "sampler_directions.png", dpi=110)
-    images, labels = load_split("mnist", os.environ.get("DATA_DIR", "./data"), train=False)
-    images, labels = images[:1000].unsqueeze(1).float() / 255, labels[:1000]
+    images, labels = load_split("mnist", default_data_root(), train=False)
+    images, labels = to_float(images[:1000]), labels[:1000]
     latent = {
         n: m for n, m in models.items() if hasattr(m, "latent_dim") and hasattr(m, "decode") and hasattr(m, "posterior")
     }

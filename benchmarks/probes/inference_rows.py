@@ -2,7 +2,7 @@
 inference calls: the diffusion UNet (fp32, as the bound runs, and bf16, as classify and sampling run),
 the VAE decoder and the PixelCNN.
 
-    OMP_NUM_THREADS=1 python benchmarks/inference_rows.py [--images 1000] [--rounds 2] [--out results/inference_rows.json]
+    OMP_NUM_THREADS=1 python benchmarks/probes/inference_rows.py [--images 1000] [--rounds 2] [--out results/inference_rows.json]
 
 Fresh networks of the CPU presets (costs do not depend on the weights), one thread as the
 benchmark's workers run, inference mode; the minimum over rounds. On a CPU, a call's activations
@@ -14,19 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from dgbench.runtime import cpu_model, fast_bf16  # noqa: E402
-from models.diffusion import DiffusionModel  # noqa: E402
-from models.pixelcnn import ConditionalPixelCNN  # noqa: E402
-from models.vae import ConditionalVAE  # noqa: E402
+from dgbench.runtime import cpu_model, fast_bf16
+from models.diffusion import DiffusionModel
+from models.pixelcnn import ConditionalPixelCNN
+from models.vae import ConditionalVAE
 
 ROWS = (8192, 2048, 1000, 512, 256, 128, 64, 32)
 

@@ -1,6 +1,6 @@
 """How the diffusion classifier's adaptive class elimination was chosen: on validation images only.
 
-    python benchmarks/diffusion_elimination.py RUN_OR_CKPT [--images 300] [--pairs 20] [--out results/diffusion_elimination.md]
+    python benchmarks/probes/diffusion_elimination.py RUN_OR_CKPT [--images 300] [--pairs 20] [--out results/diffusion_elimination.md]
 
 Computes the error ||ε - ε_θ(x_t, t, y)||² of every class at every one of ``--pairs`` shared (t, ε)
 pairs (t evenly spaced, as ``DiffusionModel.classify`` draws them) on the first ``--images`` images of
@@ -13,42 +13,16 @@ and network passes per image. The test set is never read. configs/benchmark.yaml
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from dgbench.checkpoint import load_model
+from dgbench.data import held_out_validation, to_float
+from dgbench.runtime import environment
 
-from dgbench.checkpoint import load_model  # noqa: E402
-from dgbench.data import held_out_validation  # noqa: E402
-from dgbench.runtime import environment  # noqa: E402
-from models.diffusion import classifier  # noqa: E402
-from models.diffusion.model import EVAL_SEED  # noqa: E402
-
-
-def pair_errors(model, x: torch.Tensor, pairs: int) -> torch.Tensor:
-    """(n, pairs, 10) summed squared errors, through the model's own (t, ε) draws and network calls."""
-    t = classifier.pair_timesteps(pairs, model.schedule.num_timesteps)
-    noise = model._randn((pairs, *x.shape[1:]), torch.Generator().manual_seed(EVAL_SEED))
-    every = torch.arange(10).expand(len(x), 10)
-    with torch.inference_mode():
-        return torch.cat(
-            [
-                classifier.pair_errors(
-                    model.schedule,
-                    model._eps,
-                    x[i : i + 10],
-                    torch.ones_like(x[i : i + 10], dtype=torch.bool),
-                    t,
-                    noise,
-                    every[i : i + 10],
-                ).sum(3)
-                for i in range(0, len(x), 10)
-            ]
-        )
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def replay(
@@ -78,14 +52,14 @@ def main() -> None:
         "seed": 0,
     }  # older checkpoints: the default split
     images, labels = held_out_validation(split["dataset"], split["val_size"], split["seed"])
-    x, y = images[: args.images].unsqueeze(1).float() / 255, labels[: args.images]
+    x, y = to_float(images[: args.images]), labels[: args.images]
     start = time.perf_counter()
-    errors = pair_errors(model, x, args.pairs)
+    errors = model.class_pair_errors(x, args.pairs)
     seconds = time.perf_counter() - start
     lines = [
         "# Diffusion classifier: adaptive class elimination, chosen on validation images",
         "",
-        f"`python benchmarks/diffusion_elimination.py {args.checkpoint} --images {args.images} --pairs {args.pairs}`: "
+        f"`python benchmarks/probes/diffusion_elimination.py {args.checkpoint} --images {args.images} --pairs {args.pairs}`: "
         f"{len(x)} images of the validation split {split}, {environment()['device']}, torch {torch.__version__}, "
         f"{seconds:.0f} s for the {args.pairs} x 10 error table (replays below are free).",
         "",

@@ -1,6 +1,6 @@
 """Wall time and test accuracy of ``experiment=resnet_fast``: our data pipeline vs torchvision's.
 
-    python benchmarks/resnet_fast.py [--seeds 42 1 2] [--epochs N] [--limit N] [--threads N] [--skip-baseline]
+    python benchmarks/probes/resnet_fast.py [--seeds 42 1 2] [--epochs N] [--limit N] [--threads N] [--skip-baseline]
 
 Both runs go through ``train.train`` with the same composed config (model, optimiser, one-cycle
 schedule, seed, validation every epoch, checkpointing, testing the best checkpoint); only the
@@ -26,17 +26,14 @@ from typing import Any
 import lightning as L
 import torch
 import torchvision
+from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.utils.data import DataLoader, Subset
 from torchvision.transforms import ToTensor
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from dgbench.runtime import compose_config, hardware, register_resolvers, write_json
+from train import train
 
-from data_loader import hardware  # noqa: E402  (benchmarks/ is on sys.path as the script's folder)
-from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
-
-from dgbench.runtime import compose_config, register_resolvers, write_json  # noqa: E402
-from train import train  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class TorchvisionMNIST(L.LightningDataModule):

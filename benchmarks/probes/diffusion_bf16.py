@@ -1,6 +1,6 @@
 """Does bf16 autocast change the diffusion family's results on this CPU? Speed and quality, one run.
 
-    python benchmarks/diffusion_bf16.py RUN_OR_CKPT [--images 300] [--samples 500] [--out results/diffusion_bf16.md]
+    python benchmarks/probes/diffusion_bf16.py RUN_OR_CKPT [--images 300] [--samples 500] [--out results/diffusion_bf16.md]
 
 The same checkpoint with ``bf16_inference`` off and on (models/diffusion/model.py; oneDNN runs bf16
 natively on CPUs with AVX512-BF16 or AMX): the diffusion classifier on ``--images`` validation images
@@ -12,21 +12,20 @@ Validation images only: the choice it informs is made before any test number.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from dgbench.checkpoint import load_model
+from dgbench.data import held_out_validation, to_float
+from dgbench.datasets import default_data_root
+from dgbench.evaluation.features import load_feature_net
+from dgbench.evaluation.suites import Context, load_eval_data
+from dgbench.evaluation.suites.sample_quality import sample_quality
+from dgbench.runtime import environment, fast_bf16
 
-from dgbench.checkpoint import load_model  # noqa: E402
-from dgbench.data import default_data_root, held_out_validation  # noqa: E402
-from dgbench.evaluation.features import load_feature_net  # noqa: E402
-from dgbench.evaluation.suites import Context, load_eval_data  # noqa: E402
-from dgbench.evaluation.suites.sample_quality import sample_quality  # noqa: E402
-from dgbench.runtime import environment, fast_bf16  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def timed(fn):
@@ -49,7 +48,7 @@ def speed(model, out: str, batch: int = 250, repeats: int = 5) -> None:
     lines = [
         f"# Diffusion UNet forward pass, fp32 vs bf16 autocast (interleaved, best of {repeats})",
         "",
-        f"`python benchmarks/diffusion_bf16.py CKPT --speed-only` on {environment()['device']} (native bf16: "
+        f"`python benchmarks/probes/diffusion_bf16.py CKPT --speed-only` on {environment()['device']} (native bf16: "
         f"{fast_bf16(torch.device('cpu'))}), torch {torch.__version__}, batch {batch}, {torch.get_num_threads()} threads:",
         f"fp32 {best[False]:.3f} s, bf16 {best[True]:.3f} s per batch: **{best[False] / best[True]:.2f}x**.",
     ]
@@ -70,7 +69,7 @@ def main() -> None:
         return speed(model, args.out)
     split = model.validation_split or {"dataset": "mnist", "val_size": 5000, "seed": 0}
     images, labels = held_out_validation(split["dataset"], split["val_size"], split["seed"])
-    x, y = images[: args.images].unsqueeze(1).float() / 255, labels[: args.images]
+    x, y = to_float(images[: args.images]), labels[: args.images]
     budget = {"ood": 10, "sample_quality": args.samples}
     ctx = Context(
         load_eval_data("mnist", default_data_root(), budget, 0), budget, torch.device("cpu"), 250, 0, load_feature_net()
@@ -92,7 +91,7 @@ def main() -> None:
     lines = [
         "# Diffusion inference in bf16 on the CPU: speed and quality",
         "",
-        f"`python benchmarks/diffusion_bf16.py {args.checkpoint} --images {args.images} --samples {args.samples}` on "
+        f"`python benchmarks/probes/diffusion_bf16.py {args.checkpoint} --images {args.images} --samples {args.samples}` on "
         f"{environment()['device']} (native bf16: {fast_bf16(torch.device('cpu'))}), torch {torch.__version__}; "
         f"classifier settings of the checkpoint ({model.classify_pairs} pairs, {model.classify_first_pairs} for every "
         f"class, {model.classify_keep} kept), sampler {model.sampler} {model.sample_steps} steps, guidance "

@@ -1,6 +1,6 @@
 """What Lightning costs: the same model, data, optimiser and schedule, trained by Lightning and by a plain loop.
 
-    python benchmarks/lightning_overhead.py [--steps 200] [--repeats 2] [--out results/bench_lightning_overhead.json]
+    python benchmarks/probes/lightning_overhead.py [--steps 200] [--repeats 2] [--out results/bench_lightning_overhead.json]
 
 Three ways to run ``--steps`` optimiser steps of ``experiment=resnet_fast`` (batches of 256 from
 the in-memory datamodule, AdamW + one-cycle), interleaved ``--repeats`` times so that drift in
@@ -29,13 +29,10 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from dgbench.runtime import compose_config, hardware, write_json
+from train import build_callbacks
 
-from data_loader import hardware  # noqa: E402  (benchmarks/ is on sys.path as the script's folder)
-
-from dgbench.runtime import compose_config, write_json  # noqa: E402
-from train import build_callbacks  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 BASE = ["experiment=resnet_fast", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false"]
 
@@ -124,7 +121,7 @@ def main() -> None:
                 print(f"[overhead] repeat {repeat + 1}/{args.repeats} {name}: {1000 * seconds:.1f} ms/step", flush=True)
     median = {name: statistics.median(values) for name, values in times.items()}
     result = {
-        "command": "python benchmarks/lightning_overhead.py " + " ".join(sys.argv[1:]),
+        "command": "python benchmarks/probes/lightning_overhead.py " + " ".join(sys.argv[1:]),
         "steps": args.steps,
         "warmup": args.warmup,
         "threads": args.threads,

@@ -1,7 +1,7 @@
 """The diffusion family's issue targets from one checkpoint, at budgets evaluate.py's CPU preset avoids.
 
-    python benchmarks/diffusion_report.py --merge PART.json PART.json ... --out PATH
-    python benchmarks/diffusion_report.py RUN_OR_CKPT [--parts classify,likelihood,samples]
+    python benchmarks/probes/diffusion_report.py --merge PART.json PART.json ... --out PATH
+    python benchmarks/probes/diffusion_report.py RUN_OR_CKPT [--parts classify,likelihood,samples]
         [--classify-images 200] [--classify-start 0] [--pairs 100] [--keep K] [--first-pairs P1]
         [--likelihood-images 300]
         [--timesteps 100] [--samples 300] [--guidance 1 2 3] [--raw-weights] [--out PATH]
@@ -32,16 +32,16 @@ from typing import Any
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from dgbench.checkpoint import load_model
+from dgbench.data import to_float
+from dgbench.datasets import default_data_root, load_split
+from dgbench.evaluation.features import load_feature_net
+from dgbench.evaluation.stats import wilson
+from dgbench.evaluation.suites import batched
+from dgbench.runtime import environment, write_json
+from models.diffusion import classifier
 
-from dgbench.checkpoint import load_model  # noqa: E402
-from dgbench.data import default_data_root, load_split  # noqa: E402
-from dgbench.evaluation.features import load_feature_net  # noqa: E402
-from dgbench.evaluation.stats import wilson  # noqa: E402
-from dgbench.evaluation.suites import batched  # noqa: E402
-from dgbench.runtime import environment, write_json  # noqa: E402
-from models.diffusion import classifier  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 BATCH = 100
 
@@ -122,7 +122,7 @@ def main() -> None:
     if args.raw_weights:  # is the EMA helping? every part then runs on the last training weights
         model.ema.averaged.load_state_dict(model.unet.state_dict())
     images, labels = load_split("mnist", default_data_root(), train=False)
-    x, y = images.unsqueeze(1).float() / 255, labels
+    x, y = to_float(images), labels
     report: dict[str, Any] = {"ckpt": str(args.ckpt), "command": " ".join(sys.argv), **environment()}
     report["weights"] = "raw" if args.raw_weights else "ema"
 

@@ -1,6 +1,6 @@
 """Images per second of our in-memory MNIST loader vs the textbook torchvision pipeline, on the CPU.
 
-    python benchmarks/data_loader.py [--baseline-batches N] [--epochs 3] [--out results/bench_data_loader.json]
+    python benchmarks/probes/data_loader.py [--baseline-batches N] [--epochs 3] [--out results/bench_data_loader.json]
 
 Ours: ``MNISTDataModule.train_dataloader()``, one full epoch of the 55k training images, without and
 with ``max_shift=2`` (median of ``--epochs`` epochs). Baseline: ``torchvision.datasets.MNIST(
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
@@ -26,26 +25,10 @@ import torchvision
 from torch.utils.data import DataLoader
 from torchvision.transforms import ToTensor
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from dgbench.data import MNISTDataModule, default_data_root
+from dgbench.runtime import hardware, write_json
 
-from dgbench.data import MNISTDataModule, default_data_root  # noqa: E402
-from dgbench.runtime import environment, write_json  # noqa: E402
-
-
-def hardware() -> dict[str, Any]:
-    """What the numbers were measured on: CPU model, cores, threads, load average."""
-    cpuinfo = Path("/proc/cpuinfo")
-    models = [
-        line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")
-    ]
-    return {
-        **environment(),
-        "cpu_model": models[0] if models else platform.processor(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torchvision_version": torchvision.__version__,
-    }
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def time_epoch(loader: Any, max_batches: int | None = None) -> tuple[int, float]:

@@ -1,6 +1,6 @@
 """Time one training step of each generative family under the CPU speed settings oneDNN offers.
 
-    OMP_NUM_THREADS=1 python benchmarks/train_speed.py [--families vae gan ...] [--steps 30] [--rounds 2]
+    OMP_NUM_THREADS=1 python benchmarks/probes/train_speed.py [--families vae gan ...] [--steps 30] [--rounds 2]
         [--variants fp32 bf16 channels_last bf16_channels_last compile threads2] [--out results/train_speed.json]
 
 Every family trains from its CPU preset (configs/experiment/<family>_cpu.yaml or <family>.yaml) on
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
@@ -32,9 +31,7 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from dgbench.runtime import compose_config, cpu_model, quiet_third_party  # noqa: E402
+from dgbench.runtime import compose_config, cpu_model, quiet_third_party
 
 PRESETS = {
     "vae": "vae_cpu",

@@ -6,12 +6,12 @@
 #       spans the run, so step 1 500 of the 2 000-step run is not a 1 500-step run);
 #   fine-tuned VAE (constant rate): pretraining + fine-tuning steps 1 000 + 1 000 (its preset) and
 #       500 + 500 at every n, 500 + 1 000 at 100 and 10 000.
-# The curve runs themselves see no validation labels (benchmarks/primer.py, curve_jobs). A run
+# The curve runs themselves see no validation labels (dgbench/evaluation/curves.py, curve_jobs). A run
 # already complete in OUT_DIR is kept.
-#   bash benchmarks/curve_steps.sh [OUT_DIR=runs/curve_steps] > results/cpu/curve_steps.md
-#   TABLE_ONLY=1 bash benchmarks/curve_steps.sh OUT_DIR   # the table of the runs already there
+#   bash benchmarks/probes/curve_steps.sh [OUT_DIR=runs/curve_steps] > results/cpu/curve_steps.md
+#   TABLE_ONLY=1 bash benchmarks/probes/curve_steps.sh OUT_DIR   # the table of the runs already there
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 out=${1:-runs/curve_steps}
 mkdir -p "$out"
 export OMP_NUM_THREADS=1

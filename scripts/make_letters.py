@@ -1,6 +1,6 @@
 """A near-out-of-distribution set for MNIST: printed letters that are not digits, preprocessed like MNIST.
 
-    python benchmarks/make_letters.py [--n 5000] [--seed 0] [--out dgbench/assets/letters.pt]
+    python scripts/make_letters.py [--n 5000] [--seed 0] [--out dgbench/assets/letters.pt]
         [--grid /tmp/letters_grid.png] [--mnist-grid /tmp/mnist_grid.png]
 
 Each image is one letter of ``ALPHABET`` rendered (white on black, anti-aliased) from a TrueType
@@ -36,19 +36,21 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import random
 import string
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont, features
 
+from dgbench import DGBenchError
+from dgbench.data import to_float
+from dgbench.datasets import default_data_root, load_split
+
 ROOT = Path(__file__).resolve().parents[1]
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
-SCRIPT = "benchmarks/make_letters.py"
+SCRIPT = "scripts/make_letters.py"
 
 # Letters a reader (or an MNIST classifier) could take for a digit at 28x28, after size
 # normalisation has stretched narrow glyphs to 20 px tall and with up to 12 degrees of rotation.
@@ -222,7 +224,7 @@ def make_letters(n: int, seed: int, font_dir: Path = FONT_DIR) -> dict[str, obje
 
 def intensity_stats(images: torch.Tensor) -> dict[str, float]:
     """Mean intensity in [0, 1], and the fractions of pixels above half of full scale and above 0."""
-    x = images.float() / 255
+    x = to_float(images)
     return {
         "mean": x.mean().item(),
         "frac_gt_half": (x > 0.5).float().mean().item(),
@@ -233,7 +235,7 @@ def intensity_stats(images: torch.Tensor) -> dict[str, float]:
 def save_grid(images: torch.Tensor, path: str) -> None:
     import torchvision.utils
 
-    torchvision.utils.save_image(images[:100].unsqueeze(1).float() / 255, path, nrow=10, padding=2, pad_value=0.5)
+    torchvision.utils.save_image(to_float(images[:100]), path, nrow=10, padding=2, pad_value=0.5)
 
 
 def main() -> None:
@@ -253,12 +255,8 @@ def main() -> None:
     save_grid(data["images"], args.grid)
     print(f"letters {intensity_stats(data['images'])} grid {args.grid}")
 
-    sys.path.insert(0, str(ROOT))
-    from dgbench import DGBenchError
-    from dgbench.data import default_data_root, load_split
-
     try:
-        mnist, _ = load_split("mnist", os.environ.get("DATA_DIR", default_data_root()), train=False, download=False)
+        mnist, _ = load_split("mnist", default_data_root(), train=False, download=False)
     except DGBenchError as err:
         print(f"MNIST not compared: {err}")
         return

@@ -1,6 +1,6 @@
 """Time the diffusion family's costs: a training step, DDIM sampling, the classifier, the bound.
 
-    python benchmarks/diffusion_speed.py [--ckpt RUN_OR_CKPT] [--channels 16 32 64] [--device cpu] [--train-steps N]
+    python benchmarks/probes/diffusion_speed.py [--ckpt RUN_OR_CKPT] [--channels 16 32 64] [--device cpu] [--train-steps N]
 
 Without ``--ckpt`` a fresh model is timed (costs do not depend on the weights). Prints one JSON
 line. Wall time depends on the machine's load; ``cpu_s`` (process CPU time) does not, so both are
@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
+import warnings
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from dgbench.checkpoint import load_model  # noqa: E402
-from models.diffusion import DiffusionModel  # noqa: E402
+from dgbench.checkpoint import load_model
+from models.diffusion import DiffusionModel
 
 
 def timed(fn: Callable[[], object], device: torch.device) -> tuple[float, float]:
@@ -54,14 +51,15 @@ def main() -> None:
     model.classify_pairs = args.pairs
     result = {"device": str(device), "threads": torch.get_num_threads(), "parameters": model.num_parameters}
 
-    # One optimiser step of the training loss (forward, backward, AdamW), after a warm-up step.
+    # One optimiser step of the training loss (the family's training_step: forward, backward, AdamW),
+    # after a warm-up step. Outside a Trainer its self.log only warns (silenced here).
+    warnings.filterwarnings("ignore", message=r".*self\.log\(\)")
     x, y = torch.rand(args.batch, 1, 28, 28, device=device), torch.randint(0, 10, (args.batch,), device=device)
     optimizer = torch.optim.AdamW(model.unet.parameters(), 1e-4)
     model.unet.train()
 
     def train_step() -> None:
-        t = torch.randint(0, model.schedule.num_timesteps, (args.batch,), device=device)
-        model._loss(x, y, t, torch.randn_like(x), model.unet).backward()
+        model.training_step((x, y), 0).backward()
         optimizer.step()
         optimizer.zero_grad()
 
