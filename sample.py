@@ -34,7 +34,7 @@ from dgbench import DGBenchError
 from dgbench.capabilities import capabilities_of
 from dgbench.checkpoint import load_model, resolve_checkpoint
 from dgbench.cli import check_command_line
-from dgbench.data import default_data_root, load_split
+from dgbench.data import default_data_root, load_split, to_float
 from dgbench.masks import mask_from_spec
 from dgbench.runtime import friendly_errors, register_resolvers
 from dgbench.settings import apply_settings
@@ -111,7 +111,7 @@ def impute(
     order = torch.randperm(int(keep.sum()), generator=generator)[: cfg.n]
     if len(order) < cfg.n:
         raise DGBenchError(f"n={cfg.n} is more than the {len(order)} test digits of classes {classes}: lower n")
-    x, labels = images[keep][order].unsqueeze(1).float() / 255, labels[keep][order]
+    x, labels = to_float(images[keep][order]), labels[keep][order]
     observed = mask_from_spec(str(cfg.impute), cfg.n, generator)
     device = model.device
     filled = in_batches(

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from dgbench import DGBenchError
-from dgbench.data import load_split
+from dgbench.data import load_split, to_float
 from dgbench.progress import Progress
 
 matplotlib.use("Agg")  # figures go to files: never ask for a display (pyplot picks its backend at the first figure)
@@ -79,7 +79,6 @@ def load_eval_data(in_dist: str, root: str, budget: dict[str, int], seed: int) -
       ``budget["sample_quality"]``. A budget that leaves too few test images outside the first n
       for a derived set is a ``DGBenchError`` (on MNIST, above about a third of the test split).
     """
-    to_float = lambda u8: u8.unsqueeze(1).float() / 255  # noqa: E731
 
     def subset(images: Tensor, n: int, name: str) -> Tensor:
         return images[torch.randperm(len(images), generator=stream(seed, name))[:n]]
