@@ -58,7 +58,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         status = "interrupted" if isinstance(err, KeyboardInterrupt | SystemExit) else f"failed: {err}"
         record(cfg, model, trainer, time.perf_counter() - start, latest_checkpoint(trainer), {}, status)
         raise
-    train_time_s = time.perf_counter() - start
+    train_time_s, train_loss = time.perf_counter() - start, last_train_loss(trainer)  # before test() resets it
 
     checkpoint = trainer.checkpoint_callback
     ckpt_path = (checkpoint.best_model_path or checkpoint.last_model_path) if checkpoint else ""
@@ -69,7 +69,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             model, datamodule=datamodule, ckpt_path=ckpt_path or None, weights_only=True, verbose=False
         )
         test_metrics = {k: float(v) for k, v in results[0].items()} if results else {}
-    metrics = record(cfg, model, trainer, train_time_s, ckpt_path, {**best_val, **test_metrics}, "complete")
+    fitted = {**best_val, **test_metrics, "train_loss_last": train_loss}
+    metrics = record(cfg, model, trainer, train_time_s, ckpt_path, fitted, "complete")
     finish_loggers(loggers)
     if trainer.is_global_zero:
         print(" ".join(f"{k}={v:.4f}" for k, v in test_metrics.items()) or "no test metrics")
@@ -137,6 +138,13 @@ def record(
     if trainer.is_global_zero:
         write_json(RunDir(cfg.paths.output_dir).metrics_path, metrics)
     return metrics
+
+
+def last_train_loss(trainer: L.Trainer) -> float | None:
+    """The last training loss the family logged (``train/loss`` of the last step's batch), or None for a
+    family fitted without a loss (naive Bayes counts): the learning curves record it beside the steps."""
+    value = trainer.callback_metrics.get("train/loss")
+    return None if value is None else round(float(value), 6)
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")

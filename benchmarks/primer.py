@@ -203,6 +203,7 @@ def stage_curves(preset: Any, common: list[str], runs: Path, out: Path, workers:
             "test_acc": metrics.get("test/acc"),
             "train_time_s": metrics["train_time_s"],
             "global_step": metrics["global_step"],
+            "train_loss_last": metrics.get("train_loss_last"),
         }
         for size, seed, metrics in zip(sizes, seeds, train_runs(list(jobs), workers), strict=True)
     ]

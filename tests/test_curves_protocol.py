@@ -87,31 +87,43 @@ def test_naive_bayes_alpha_is_fixed_a_priori_at_every_size(tmp_path: Path) -> No
             assert compose_config(overrides, tmp_path).model.alpha == 1
 
 
-def test_the_full_set_is_the_presets_run_with_its_validation(tmp_path: Path) -> None:
-    # 55 000 training + 5 000 validation images: the curves state n = 60 000 for this point.
-    [(overrides, run_dir, seed)] = jobs_at("cpu", "logistic_regression", "all")
-    assert run_dir == Path("runs") / "logistic_regression" and seed == 42  # the train stage's run, reused
-    splits = labelled(compose_config(overrides, tmp_path))
-    assert len(splits["train"][1]) + len(splits["val"][1]) == 60_000
+def test_the_full_set_reads_all_60000_labels_with_the_same_protocol(tmp_path: Path) -> None:
+    # Every training image, labelled, no validation split: n = 60 000, a curve run of its own per seed.
+    jobs = jobs_at("cpu", "logistic_regression", "all")
+    assert [seed for _, _, seed in jobs] == list(PRESETS.cpu.curves.seeds)
+    for overrides, run_dir, _ in jobs:
+        assert run_dir.parent == Path("runs") / "curves"  # not the preset's run with its validation split
+        splits = labelled(compose_config(overrides, tmp_path))
+        assert len(splits["train"][1]) == 60_000 and len(splits["val"][1]) == 0
 
 
-def test_step_overrides_go_with_the_step_count_below_the_full_set_only(tmp_path: Path) -> None:
+@pytest.mark.parametrize("preset", ["cpu", "cpu_full", "gpu", "tiny"])
+def test_every_point_of_a_family_has_the_same_optimisation_budget(preset: str, tmp_path: Path) -> None:
+    """Equal effort along a curve: the same steps (or the same epochs) at every n, the full set included."""
+    spec = PRESETS[preset]
+    budgets: dict[str, set] = {}
+    for (_, overrides, _), _, _ in curve_jobs(spec, list(spec.get("common", [])), Path("runs")):
+        family = overrides[len(spec.get("common", []))]  # the family preset's first override names it
+        cfg = compose_config(overrides, tmp_path)
+        budgets.setdefault(family, set()).add((cfg.trainer.max_steps, cfg.trainer.max_epochs))
+    assert budgets and all(len(b) == 1 for b in budgets.values()), budgets
+
+
+def test_step_overrides_go_with_the_step_count_at_every_size(tmp_path: Path) -> None:
     preset = OmegaConf.create(
         {
             "families": {"lr": ["experiment=logistic_regression"]},
             "curves": {
                 "sizes": [100, None],
                 "seeds": [1],
-                "full_set_seeds": [42],
                 "families": {"lr": {"steps": 7, "step_overrides": ["model.optimizer.lr=0.5"]}},
             },
         }
     )
     jobs = {label: (overrides, run_dir) for (_, overrides, run_dir), label, _ in curve_jobs(preset, [], Path("runs"))}
-    small = compose_config(jobs[100][0], tmp_path)
-    assert small.trainer.max_steps == 7 and small.model.optimizer.lr == 0.5
-    full = compose_config(jobs["all"][0], tmp_path)  # the family's own run, its own settings
-    assert jobs["all"][1] == Path("runs") / "lr" and full.model.optimizer.lr != 0.5 and full.trainer.max_steps != 7
+    for label in (100, "all"):
+        cfg = compose_config(jobs[label][0], tmp_path)
+        assert cfg.trainer.max_steps == 7 and cfg.model.optimizer.lr == 0.5
 
 
 def test_a_trained_curve_run_tests_its_last_checkpoint(tmp_path: Path) -> None:
@@ -122,21 +134,26 @@ def test_a_trained_curve_run_tests_its_last_checkpoint(tmp_path: Path) -> None:
     metrics = train(compose_config(overrides, tmp_path))
     assert metrics["complete"] and metrics["global_step"] == PRESETS.tiny.curves.families.logistic_regression.steps
     assert Path(metrics["ckpt_path"]).name == "last.ckpt" and 0 < metrics["test/acc"] <= 1
+    assert 0 < metrics["train_loss_last"] < 2.31  # cross-entropy after training: below log(10), the uniform guess
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["last.ckpt"]
 
 
 def test_the_spectrum_table_tests_each_hybrid_against_the_best_family_of_each_kind() -> None:
-    kinds = {"lr": "discriminative", "cnn": "discriminative", "nb": "generative", "m2": "hybrid"}
     accs = {  # percent, three seeds at n = 100
-        ("lr", "100"): [75.0, 76.0, 77.0],
-        ("cnn", "100"): [60.0, 61.0, 62.0],
-        ("nb", "100"): [70.0, 71.0, 72.0],
-        ("m2", "100"): [79.0, 80.0, 81.0],
+        ("lr", "discriminative"): [75.0, 76.0, 77.0],
+        ("cnn", "discriminative"): [60.0, 61.0, 62.0],
+        ("nb", "generative"): [70.0, 71.0, 72.0],
+        ("m2", "hybrid"): [79.0, 80.0, 81.0],
     }
-    points = [{"family": f, "kind": k} for f, k in kinds.items()]
-    lines = hybrid_comparisons(points, accs, ["100", "all"])
-    assert len([line for line in lines if line.startswith("| m2 |")]) == 1  # one row: n = 100 ("all" has no seeds)
+    points = [
+        {"family": f, "kind": k, "train_size": 100, "seed": i, "test_acc": a / 100}
+        for (f, k), values in accs.items()
+        for i, a in enumerate(values)
+    ] + [{"family": "m2", "kind": "hybrid", "train_size": "all", "seed": 0, "test_acc": 0.9}]  # one seed: no test
+    lines = hybrid_comparisons(points)
+    assert len([line for line in lines if line.startswith("| m2 |")]) == 1  # one row: n = 100 ("all" has one seed)
     row = next(line for line in lines if line.startswith("| m2 |"))
     # the best of each kind by mean: lr (76), not cnn (61); nb. Sd 1 each: difference 4, se^2 = 2/3, df 4, t = 4.90,
-    # p = 1 - 1.5 x (1 - x^2 / 3) with x = t / sqrt(t^2 + 4) = 0.008 (closed form of Student's t at 4 df).
-    assert "+4.0 [" in row and "vs lr, p = 0.008" in row and "+9.0 [" in row and "vs nb" in row
+    # p = 1 - 1.5 x (1 - x^2 / 3) with x = t / sqrt(t^2 + 4) = 0.008 (closed form of Student's t at 4 df); the
+    # other test (+9.0, t = 11.0) has the smaller p, so Holm's p for this one is itself: max(2 x 0.0005, 0.008).
+    assert "+4.0 [" in row and "vs lr, p = 0.008 (Holm 0.008)" in row and "+9.0 [" in row and "vs nb" in row

@@ -6,6 +6,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from dgbench.evaluation import findings as f
+from dgbench.evaluation.curves import spectrum_tests
 
 
 def model(kind: str, acc: float, ci: tuple[float, float]) -> dict:
@@ -35,15 +36,20 @@ def test_lower_is_better_picks_the_smallest() -> None:
     assert f.best(models, ("generative",), f.fid, lowest=True).model == "b"
 
 
-def test_claims_resting_on_several_tests_are_holm_adjusted() -> None:
-    a, b, c = [0.80, 0.81, 0.82], [0.70, 0.74, 0.76], [0.78, 0.79, 0.815]
-    p_ab = scipy_stats.ttest_ind(a, b, equal_var=False).pvalue  # Welch, computed independently
-    p_ac = scipy_stats.ttest_ind(a, c, equal_var=False).pvalue
-    small, large = sorted([p_ab, p_ac])
+def test_the_spectrum_is_decided_on_holm_adjusted_p_over_all_its_comparisons() -> None:
+    a, b, c = [0.80, 0.81, 0.82], [0.70, 0.74, 0.76], [0.78, 0.79, 0.815]  # hybrid, discriminative, generative
+    points = [
+        {"family": family, "kind": kind, "train_size": 100, "seed": seed, "test_acc": acc}
+        for family, kind, accs in (("h", "hybrid", a), ("d", "discriminative", b), ("g", "generative", c))
+        for seed, acc in enumerate(accs)
+    ]
+    p_d = scipy_stats.ttest_ind(a, b, equal_var=False).pvalue  # Welch, computed independently
+    p_g = scipy_stats.ttest_ind(a, c, equal_var=False).pvalue
+    small, large = sorted([p_d, p_g])
     holm = {small: min(1, 2 * small), large: max(min(1, 2 * small), large)}  # Holm by hand for K = 2
-    rows = f.welch_rows((("a", a), ("b", b)), (("a", a), ("c", c)))
-    for (verdict, text), p in zip(rows, (p_ab, p_ac), strict=True):
-        assert f"Welch p = {p:.3f} (Holm {holm[p]:.3f})" in text
-        assert verdict == (f.HOLDS if holm[p] < 0.05 else f.EVEN)
-    [(single, text)] = f.welch_rows((("a", a), ("b", b)))  # one test: nothing to adjust
-    assert "Holm" not in text and single == (f.HOLDS if p_ab < 0.05 else f.EVEN)
+    tests = {t["rival"]: t for t in spectrum_tests(points)}
+    assert tests["d"]["p_value"] == pytest.approx(p_d) and tests["d"]["p_holm"] == pytest.approx(holm[p_d])
+    assert tests["g"]["p_value"] == pytest.approx(p_g) and tests["g"]["p_holm"] == pytest.approx(holm[p_g])
+    row = f.spectrum_row(points)
+    expected = f.HOLDS if max(holm.values()) < 0.05 else f.EVEN
+    assert row.verdict == expected and f"Holm {holm[p_d]:.3f}" in row.numbers

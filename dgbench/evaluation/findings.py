@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from dgbench.evaluation.stats import holm, welch
+from dgbench.evaluation.curves import accuracies, spectrum_tests
+from dgbench.evaluation.stats import welch
 
 HOLDS, CONTRADICTED, EVEN = "holds", "contradicted", "not distinguishable"
 MASKED = "_masked"  # the benchmark's name for a discriminative preset trained with the VAE's masks
@@ -112,34 +113,25 @@ def ood(name: str, m: dict[str, Any], group: str) -> Cell | None:
     return Cell(f"{name} (vs {ood_set})", s["auroc"], tuple(s["auroc_ci"]), s.get("n_out"))
 
 
-def curve(points: list[dict[str, Any]], kinds: tuple[str, ...], size: int) -> tuple[str, list[float]]:
-    """The kind's family with the highest mean accuracy at ``size`` labels, and its per-seed values."""
-    by: dict[str, list[float]] = {}
-    for p in points:
-        if p["kind"] in kinds and p["train_size"] == size:
-            by.setdefault(p["family"], []).append(p["test_acc"])
-    family = max(by, key=lambda f: sum(by[f]) / len(by[f]))
-    return family, by[family]
+def curve(points: list[dict[str, Any]], kinds: tuple[str, ...], size: str) -> tuple[str, list[float]]:
+    """The kind's family with the highest mean accuracy (%) at ``size`` labels, and its per-seed values."""
+    kind_of = {p["family"]: p["kind"] for p in points}
+    found = {f: v for (f, n), v in accuracies(points).items() if n == size and kind_of[f] in kinds}
+    family = max(found, key=lambda f: sum(found[f]) / len(found[f]))
+    return family, found[family]
 
 
-def welch_rows(*pairs: tuple[tuple[str, list[float]], tuple[str, list[float]]]) -> list[tuple[str, str]]:
-    """(verdict, text) per pair from Welch's test over seeds; with several pairs (one claim resting on
-    several tests) the p-values are Holm-adjusted within the claim before they are compared with 0.05."""
-    tests = [welch(a[1], b[1]) for a, b in pairs]
-    raw = {i: t["p_value"] for i, t in enumerate(tests) if t is not None}
-    adjusted = holm(raw) if len(raw) > 1 else raw
-    mean = lambda v: 100 * sum(v) / len(v)  # noqa: E731
-    rows = []
-    for i, ((a, b), test) in enumerate(zip(pairs, tests, strict=True)):
-        text = f"{a[0]} {mean(a[1]):.1f} % vs {b[0]} {mean(b[1]):.1f} % ({len(a[1])} vs {len(b[1])} seeds)"
-        if test is None:
-            rows.append((EVEN, text))
-            continue
-        d, ci = 100 * test["difference"], test["ci"]
-        text += f": {d:+.1f} points [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}], Welch p = {raw[i]:.3f}"
-        text += f" (Holm {adjusted[i]:.3f})" if len(raw) > 1 else ""
-        rows.append(((verdict(">" if d > 0 else "<") if adjusted[i] < 0.05 else EVEN), text))
-    return rows
+def welch_text(test: dict[str, Any]) -> str:
+    """One comparison of :func:`dgbench.evaluation.curves.spectrum_tests` (or a bare Welch test)."""
+    d, ci = test["difference"], test["ci"]
+    text = f"{d:+.1f} points [{ci[0]:+.1f}, {ci[1]:+.1f}], Welch p = {test['p_value']:.3f}"
+    return text + (f" (Holm {test['p_holm']:.3f})" if "p_holm" in test else "")
+
+
+def decided(test: dict[str, Any] | None, p_key: str = "p_value") -> str:
+    if test is None or test[p_key] >= 0.05:
+        return EVEN
+    return verdict(">" if test["difference"] > 0 else "<")
 
 
 def findings(report: dict[str, Any], curves: dict[str, Any] | None) -> list[Finding]:
@@ -182,8 +174,11 @@ def findings(report: dict[str, Any], curves: dict[str, Any] | None) -> list[Find
     )
 
     if curves and curves.get("points"):
-        [(v, text)] = welch_rows((curve(curves["points"], gen, 100), curve(curves["points"], disc, 100)))
-        rows.append(Finding("generative models need less data (100 labels)", v, text, "curves.md"))
+        (g, a), (d, b) = curve(curves["points"], gen, "100"), curve(curves["points"], disc, "100")
+        test = welch(a, b)
+        text = f"{g} {sum(a) / len(a):.1f} % vs {d} {sum(b) / len(b):.1f} % ({len(a)} vs {len(b)} seeds)"
+        text += f": {welch_text(test)}" if test else ""
+        rows.append(Finding("generative models need less data (100 labels)", decided(test), text, "curves.md"))
 
     plain, masked = best(models, disc, missing, masked=False), best(models, disc, missing, masked=True)
     g = best(models, gen, missing)
@@ -246,21 +241,21 @@ def findings(report: dict[str, Any], curves: dict[str, Any] | None) -> list[Find
         )
 
     if curves and curves.get("points"):
-        h = curve(curves["points"], hyb, 100)
-        parts = welch_rows(*[(h, curve(curves["points"], kinds_, 100)) for kinds_ in (disc, gen)])
-        v = (
-            HOLDS
-            if all(p[0] == HOLDS for p in parts)
-            else EVEN
-            if not any(p[0] == CONTRADICTED for p in parts)
-            else CONTRADICTED
-        )
-        rows.append(
-            Finding(
-                "generative pretraining helps a classifier (100 labels)", v, "; ".join(p[1] for p in parts), "curves.md"
-            )
-        )
+        rows.append(spectrum_row(curves["points"]))
     return rows
+
+
+def spectrum_row(points: list[dict[str, Any]]) -> Finding:
+    """The best hybrid at 100 labels against the best of each pure kind, on Holm-adjusted p over every
+    comparison of the curves (:func:`dgbench.evaluation.curves.spectrum_tests`: the claim's family)."""
+    tests = spectrum_tests(points)
+    hybrid = curve(points, ("hybrid",), "100")[0]
+    mine = [t for t in tests if t["hybrid"] == hybrid and t["size"] == "100"]
+    verdicts = {decided(t, "p_holm") for t in mine}
+    v = HOLDS if verdicts == {HOLDS} else CONTRADICTED if CONTRADICTED in verdicts else EVEN
+    text = "; ".join(f"{hybrid} vs {t['rival']}: {welch_text(t)}" for t in mine)
+    text += f" (Holm over all {len(tests)} comparisons of the curves)"
+    return Finding("generative pretraining helps a classifier (100 labels)", v, text, "curves.md")
 
 
 def markdown(rows: list[Finding], folder: str) -> list[str]:
