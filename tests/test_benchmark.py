@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from conftest import ROOT, TINY_PRESET, run_python
+from tests.helpers import ROOT, TINY_PRESET, run_python
 
 
 def test_the_benchmark_runs_every_stage_and_writes_every_file_the_readme_links(tmp_path: Path) -> None:

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CONFIGS, ROOT
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import OmegaConf
 
 from dgbench.runtime import compose_config
+from tests.helpers import CONFIGS, ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from primer import curve_jobs, hybrid_comparisons  # noqa: E402

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, run_python
 
 from dgbench import DGBenchError
 from dgbench.data import (
@@ -21,6 +20,7 @@ from dgbench.data import (
     random_translate,
     stratified_subset,
 )
+from tests.helpers import ROOT, run_python
 
 
 def datamodule(**kwargs: object) -> MNISTDataModule:

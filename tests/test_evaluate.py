@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import TINY, compose_config, run_python
 from torch import Tensor, nn
 
 from dgbench import DGBenchError
 from dgbench.checkpoint import load_model
 from dgbench.family import FamilyModule
+from dgbench.runtime import compose_config
 from evaluate import evaluate
+from tests.helpers import TINY, run_python
 from train import train
 
 TINY_BUDGET = [

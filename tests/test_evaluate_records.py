@@ -11,9 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, compose_config, run_python
 
+from dgbench.runtime import compose_config
 from evaluate import evaluate
+from tests.helpers import ROOT, run_python
 from tests.slow_family import save_checkpoint
 
 SUITES = "suites=[classification,ood,missing_features]"

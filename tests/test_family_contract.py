@@ -26,8 +26,9 @@ from dgbench.capabilities import CAPABILITIES, capabilities_of
 from dgbench.checkpoint import family_class, load_model
 from dgbench.data import default_data_root, load_split
 from dgbench.family import FamilyModule
+from dgbench.runtime import compose_config
+from tests.helpers import FAMILIES, TINY, TINY_MODELS, TINY_PRESET
 
-FAMILIES = sorted(p.stem for p in (CONFIGS / "model").glob("*.yaml"))
 EVERYTHING = ("classify", "sample", "score_anomalies", "log_likelihood", "impute", "explain")
 # What each family can do and is: written out here, not read off the code.
 EXPECTED: dict[str, tuple[str, tuple[str, ...]]] = {

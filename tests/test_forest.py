@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, TINY_MODELS
 from omegaconf import DictConfig
 from sklearn.ensemble import RandomForestClassifier
 
 from dgbench.checkpoint import load_model
 from dgbench.data import default_data_root, load_split
+from tests.helpers import TINY, TINY_MODELS
 from models.forest import RandomForest
 from train import train
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import TINY, TINY_MODELS, run_python
+from tests.helpers import TINY, TINY_MODELS, run_python
 
 NOISE = (
     "litlogger",

@@ -1,6 +1,6 @@
 """Reliability: crash and resume, determinism, atomic checkpoints, the nan guard, bad command lines, DDP.
 
-The per-family tests run every config in configs/model/ with its entry in ``TINY_MODELS``.
+The per-family tests run every family (``FAMILIES``, tests/helpers.py) with its tiny overrides (``TINY_MODELS``).
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONFIGS, ROOT, TINY, TINY_MODELS, TINY_RESNET, compose_config, run_python
 
 from dgbench import DGBenchError
 from dgbench.checkpoint import load_model
 from dgbench.cli import check_overrides
+from dgbench.runtime import compose_config
+from tests.helpers import CONFIGS, FAMILIES, ROOT, TINY, TINY_MODELS, TINY_RESNET, run_python
 from train import train
 
-FAMILIES = sorted(p.stem for p in (CONFIGS / "model").glob("*.yaml"))
 # Two epochs of three batches: the faults strike in the second epoch, after last.ckpt of the first.
 SHORT = [*TINY, "trainer.limit_train_batches=3", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1"]
 VARIABLE = ("train_time_s", "ckpt_path")  # what may differ between identical runs
@@ -50,7 +50,7 @@ def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) 
 
 
 def test_every_family_has_a_tiny_config() -> None:
-    assert set(FAMILIES) == set(TINY_MODELS), "add the new family's smallest overrides to TINY_MODELS in conftest.py"
+    assert FAMILIES == sorted(TINY_MODELS), "configs/benchmark.yaml: tiny.families needs one entry per model config"
 
 
 @pytest.mark.parametrize("family", FAMILIES)

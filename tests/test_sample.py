@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, TINY_MODELS, run_python
 from PIL import Image
 
 from dgbench.runtime import compose_config
 from sample import sample
+from tests.helpers import TINY, TINY_MODELS, run_python
 
 
 @pytest.fixture(scope="module")
