@@ -43,6 +43,7 @@ class RandomForest(FamilyModule):
     """
 
     family = "random_forest"
+    fits_without_gradients = True  # grown by scikit-learn: ``fit``
     kind = "discriminative"
     monitor = ("val/acc", "max")
     # Declared before any OOD test set was scored: -log of the mass function above, the only density

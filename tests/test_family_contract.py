@@ -1,12 +1,13 @@
 """One contract for every model family: its declared capabilities, what each returns, seeded sampling,
 and a weights-only checkpoint round trip that reproduces every output.
 
-Parametrised over ``configs/model/*.yaml``: a new family is covered the moment its config exists (and
-fails the first test until it is added to ``EXPECTED`` below). Each family's smallest model is built
-once (module-scoped fixture) from its config with the tiny overrides of configs/benchmark.yaml, and
-its weights are moved off their initialisation (naive Bayes, which has no gradients, is fitted by
-counting instead): zero-initialised layers would otherwise make outputs degenerate, and an EMA copy
-equal to its network would hide a reload that restored the wrong one. The conventions checked are
+Parametrised over ``FAMILIES`` (tests/helpers.py: every configs/model/*.yaml): a new family is covered
+the moment its config exists, and fails the first test until its kind and capabilities are written
+into ``EXPECTED`` below. Each family's smallest model is built once (module-scoped fixture) from its
+config with the tiny overrides of configs/benchmark.yaml, and its weights are moved off their
+initialisation (a family that declares ``fits_without_gradients`` is fitted on 1 000 digits instead):
+zero-initialised layers would otherwise make outputs degenerate, and an EMA copy equal to its network
+would hide a reload that restored the wrong one. The conventions checked are
 those of the docstring of :mod:`dgbench.capabilities`. Per-family files test each family's mathematics.
 """
 
@@ -110,9 +111,7 @@ def built(request: pytest.FixtureRequest, digits: tuple, tmp_path_factory: pytes
     cfg = compose_config([*TINY, *TINY_MODELS[family]], tmp_path_factory.mktemp(family))
     torch.manual_seed(0)
     model = instantiate(cfg.model, _convert_="all")
-    if family == "naive_bayes":  # closed form: fitted by counting, it has no gradients to perturb
-        model.count(*digits[2])
-    elif family == "random_forest":  # grown by scikit-learn: no gradients either
+    if model.fits_without_gradients:  # closed form (counts, grown trees): nothing to perturb
         model.fit(*digits[2])
     else:
         generator = seeded(1)
