@@ -60,9 +60,19 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
+# Class paths that checkpoints written before a family's file was renamed to the family's name record,
+# and the class each names now. A decision tree saved as ``models.forest.RandomForest`` (before
+# models/decision_tree.py) loads as the one-tree RandomForest it is and reports ``random_forest``.
+MOVED_CLASSES = {
+    "models.forest.RandomForest": "models.random_forest.RandomForest",
+    "models.finetuned.FinetunedVAEClassifier": "models.vae_finetuned.FinetunedVAEClassifier",
+}
+
+
 def family_class(class_path: str) -> type[FamilyModule]:
-    """Import a family class by dotted path, refusing anything that is not a FamilyModule."""
-    module_name, _, class_name = class_path.rpartition(".")
+    """Import a family class by dotted path (or its new path, ``MOVED_CLASSES``), refusing anything that
+    is not a FamilyModule."""
+    module_name, _, class_name = MOVED_CLASSES.get(class_path, class_path).rpartition(".")
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError, ValueError):

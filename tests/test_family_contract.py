@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import CONFIGS, TINY, TINY_MODELS, TINY_PRESET, compose_config
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -44,6 +43,7 @@ EXPECTED: dict[str, tuple[str, tuple[str, ...]]] = {
     "hcrf": ("discriminative", ("classify", "score_anomalies", "explain")),
     "svm": ("discriminative", ("classify", "score_anomalies", "explain")),
     "random_forest": ("discriminative", ("classify", "score_anomalies", "explain")),
+    "decision_tree": ("discriminative", ("classify", "score_anomalies", "explain")),
     "m2": ("hybrid", ("classify", "sample", "score_anomalies", "log_likelihood", "explain")),
     "vae_finetuned": ("hybrid", ("classify", "score_anomalies", "explain")),
 }
@@ -134,6 +134,10 @@ def output(built: Built, name: str) -> Any:
 
 
 # --- what a family declares ----------------------------------------------------------------------
+def test_expected_names_exactly_the_families() -> None:
+    assert sorted(EXPECTED) == FAMILIES, "EXPECTED: one entry per configs/model/*.yaml, no other"
+
+
 @pytest.mark.parametrize("built", FAMILIES, indirect=True)
 def test_declares_exactly_its_capabilities_and_kind(built: Built) -> None:
     assert built.family in EXPECTED, f"add family {built.family!r} to EXPECTED in this file"
@@ -231,7 +235,7 @@ def test_weights_only_checkpoint_reproduces_every_output(built: Built, digits: t
     torch.save(checkpoint, tmp_path / "model.ckpt")
 
     reloaded = apply_inference_knobs(load_model(tmp_path / "model.ckpt"))
-    assert type(reloaded) is type(model) and not reloaded.training
+    assert type(reloaded) is type(model) and reloaded.family == built.family and not reloaded.training
     x, observed, _ = digits
     outputs = capability_outputs(reloaded, x, observed)
     assert sorted(outputs) == sorted(k for k in built.outputs if not k.startswith("sample_"))
