@@ -3,6 +3,9 @@
 A dgbench checkpoint is a Lightning checkpoint plus a ``dgbench`` entry (written by
 ``FamilyModule.on_save_checkpoint``) naming the family's class. The module is rebuilt from that
 class and the saved hyper-parameters, then the weights are loaded: nothing is unpickled.
+
+``python -m dgbench.checkpoint export SOURCE.ckpt DESTINATION.ckpt`` writes the slim copy that
+``export_weights`` makes (how dgbench/assets/feature_net.ckpt was made).
 """
 
 from __future__ import annotations
@@ -108,14 +111,6 @@ def export_weights(source: str | Path, destination: str | Path) -> None:
     torch.save(slim, destination)
 
 
-if __name__ == "__main__":
-    import sys
-
-    if len(sys.argv) != 4 or sys.argv[1] != "export":
-        sys.exit("usage: python -m dgbench.checkpoint export SOURCE.ckpt DESTINATION.ckpt")
-    export_weights(sys.argv[2], sys.argv[3])
-
-
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint writer, made atomic (:func:`dgbench.runtime.atomic_save`): Lightning
     writes the target file in place, so a run killed during a save could leave a corrupt last.ckpt."""
@@ -137,3 +132,11 @@ def latest_checkpoint(trainer: Any) -> str:
         if path and Path(path).is_file()
     }
     return max(paths, key=lambda p: (os.path.getmtime(p), Path(p).stem == "last"), default="")
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 4 or sys.argv[1] != "export":
+        sys.exit("usage: python -m dgbench.checkpoint export SOURCE.ckpt DESTINATION.ckpt")
+    export_weights(sys.argv[2], sys.argv[3])
