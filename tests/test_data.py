@@ -248,6 +248,7 @@ def test_bad_arguments_are_one_line_errors(full_dm: MNISTDataModule) -> None:
     assert_one_line(err, "data.train_size=5")
 
 
+@pytest.mark.slow
 def test_train_py_reports_missing_data_in_one_line(tmp_path: Path) -> None:
     missing = tmp_path / "missing"
     result = run_python(

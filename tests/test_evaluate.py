@@ -150,6 +150,7 @@ def test_bad_checkpoints_give_one_clear_error(tmp_path: Path, case: str) -> None
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_cli_empty_checkpoint_list_exits_with_one_line(tmp_path: Path) -> None:
     result = run_python(["evaluate.py", "ckpts=[]", f"hydra.run.dir={tmp_path}"])
     assert result.returncode == 2

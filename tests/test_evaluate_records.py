@@ -76,6 +76,7 @@ def in_process(tmp_path: Path, ckpts: list[Path], name: str, *extra: str) -> tup
     return read_report(tmp_path / name), str(tmp_path / name)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_suite_then_rerun_gives_the_uninterrupted_report(tmp_path: Path, slow_checkpoints) -> None:
     reference = tmp_path / "reference"
     done = run_python(command(slow_checkpoints, reference, tmp_path / "ref_cache", "cache=false"), timeout=300)
@@ -158,6 +159,7 @@ def test_reports_name_checkpoints_relative_to_where_the_command_ran(tmp_path: Pa
     assert str(ROOT) not in json.dumps(report["models"])
 
 
+@pytest.mark.slow
 def test_ctrl_c_leaves_a_partial_report_naming_what_is_missing_and_how_to_finish(
     tmp_path: Path, slow_checkpoints
 ) -> None:

@@ -75,6 +75,7 @@ def test_crash_then_resume_reproduces_the_uninterrupted_run(family: str, tmp_pat
     assert_same_weights(final_weights(tmp_path / "c"), final_weights(tmp_path / "a"))
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_from_the_command_line(tmp_path: Path) -> None:
     """A real SIGKILL in epoch 2 of a train.py process; the documented resume gives the same model."""
     base = [*TINY, *TINY_RESNET]
@@ -93,6 +94,7 @@ def test_sigkill_mid_epoch_then_resume_from_the_command_line(tmp_path: Path) -> 
     assert_same_weights(final_weights(tmp_path / "resumed"), final_weights(tmp_path / "reference"))
 
 
+@pytest.mark.slow
 def test_ctrl_c_leaves_a_resumable_checkpoint_and_an_incomplete_record(tmp_path: Path) -> None:
     run = tmp_path / "run"
     result = run_python(["train.py", *TINY, *TINY_RESNET, *fault(15, "sigint"), f"hydra.run.dir={run}"])
@@ -125,6 +127,7 @@ for i in range(10**6):
 """
 
 
+@pytest.mark.slow
 def test_a_kill_during_a_checkpoint_save_leaves_the_previous_checkpoint_whole(tmp_path: Path) -> None:
     target = tmp_path / "last.ckpt"
     env = {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -163,6 +166,7 @@ def test_good_overrides_pass_the_check() -> None:
     check_overrides("evaluate", ["budget.classification=100", "ckpts=[a,b]"])
 
 
+@pytest.mark.slow
 def test_a_bad_override_is_one_line_and_leaves_no_run_directory(tmp_path: Path) -> None:
     run = tmp_path / "run"
     result = run_python(["train.py", "trainer.max_epochs=abc", f"hydra.run.dir={run}"])
@@ -171,6 +175,7 @@ def test_a_bad_override_is_one_line_and_leaves_no_run_directory(tmp_path: Path) 
     assert not run.exists()
 
 
+@pytest.mark.slow
 def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path: Path) -> None:
     """Lightning DDP with gloo: two processes of 50 images per step = one process of 100."""
     single = train(compose_config([*TINY, *TINY_RESNET], tmp_path / "single"))

@@ -75,6 +75,7 @@ def test_impute_keeps_observed_pixels(runs: dict[str, Path], tmp_path: Path, spe
     assert Image.open(out / "impute.png").size[0] == 2 * 6 * 30 + 2  # observed and filled side by side
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -89,6 +90,7 @@ def test_bad_input_is_one_line_and_exit_2(runs: dict[str, Path], tmp_path: Path,
     assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
 
 
+@pytest.mark.slow
 def test_checkpoint_that_cannot_sample(runs: dict[str, Path], tmp_path: Path) -> None:
     result = run_python(["sample.py", f"ckpt={runs['logistic_regression']}", "n=2", f"out={tmp_path}"])
     assert result.returncode == 2

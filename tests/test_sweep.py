@@ -12,6 +12,8 @@ import yaml
 
 from tests.helpers import TINY, TINY_MODELS, run_python
 
+pytestmark = pytest.mark.slow  # train.py -m in a subprocess: an Optuna sweep
+
 TINY_LR = [o for o in TINY if not o.startswith("logger=")] + TINY_MODELS["logistic_regression"][1:]
 
 

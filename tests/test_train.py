@@ -32,6 +32,7 @@ print(json.dumps({"predictions": predictions.tolist(), "hparams": dict(model.hpa
 """
 
 
+@pytest.mark.slow
 def test_checkpoint_reloads_in_a_fresh_process(tiny_resnet_run: Path) -> None:
     metrics = json.loads((tiny_resnet_run / "metrics.json").read_text())
     assert metrics["complete"] and metrics["epochs"] == 2 and metrics["global_step"] == 20  # 1000 images / 100
