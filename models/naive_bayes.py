@@ -1,7 +1,7 @@
 """Bernoulli naive Bayes: the simplest generative family, p(x|y) factorised over pixels.
 
 Model: y ~ Categorical(pi), and given y each binary pixel b_i ~ Bernoulli(theta_{y,i}),
-independently. Data follow the binarized-MNIST protocol of the VAE (models/binarize.py): b ~
+independently. Data follow the binarized-MNIST protocol of the VAE (dgbench/binarize.py): b ~
 Bernoulli(x) for a gray image x. Fitting is closed form, the posterior mean under conjugate priors
 Beta(alpha, alpha) on each theta and Dirichlet(alpha) on pi (alpha = 1: Laplace smoothing):
 
