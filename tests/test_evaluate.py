@@ -105,6 +105,7 @@ def toy_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow  # evaluate() end to end, every suite
 def test_every_suite_runs_and_incapable_ones_are_na(tmp_path: Path, tiny_resnet_run: Path, toy_run: Path) -> None:
     results = evaluate(eval_config(tmp_path, [tiny_resnet_run, toy_run], feature_net=tiny_resnet_run))
     assert set(results) == {"resnet", "pixel_bayes"}

@@ -17,6 +17,8 @@ from evaluate import evaluate
 from tests.helpers import ROOT, run_python
 from tests.slow_family import save_checkpoint
 
+pytestmark = pytest.mark.slow  # evaluate() end to end on a deliberately slow family
+
 SUITES = "suites=[classification,ood,missing_features]"
 BUDGET = ["budget.classification=40", "budget.ood=20", "budget.missing_features=10", "batch_size=10", "device=cpu"]
 TIMING = {"seconds", "wall_time_s"}
@@ -76,7 +78,6 @@ def in_process(tmp_path: Path, ckpts: list[Path], name: str, *extra: str) -> tup
     return read_report(tmp_path / name), str(tmp_path / name)
 
 
-@pytest.mark.slow
 def test_sigkill_mid_suite_then_rerun_gives_the_uninterrupted_report(tmp_path: Path, slow_checkpoints) -> None:
     reference = tmp_path / "reference"
     done = run_python(command(slow_checkpoints, reference, tmp_path / "ref_cache", "cache=false"), timeout=300)
@@ -159,7 +160,6 @@ def test_reports_name_checkpoints_relative_to_where_the_command_ran(tmp_path: Pa
     assert str(ROOT) not in json.dumps(report["models"])
 
 
-@pytest.mark.slow
 def test_ctrl_c_leaves_a_partial_report_naming_what_is_missing_and_how_to_finish(
     tmp_path: Path, slow_checkpoints
 ) -> None:

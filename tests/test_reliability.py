@@ -53,6 +53,7 @@ def test_every_family_has_a_tiny_config() -> None:
     assert FAMILIES == sorted(TINY_MODELS), "configs/benchmark.yaml: tiny.families needs one entry per model config"
 
 
+@pytest.mark.slow  # three tiny trainings per family
 @pytest.mark.parametrize("family", FAMILIES)
 def test_crash_then_resume_reproduces_the_uninterrupted_run(family: str, tmp_path: Path) -> None:
     """Determinism and exact resume at once: run A fresh; run B crashes in epoch 2 and C resumes B's

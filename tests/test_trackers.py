@@ -11,6 +11,8 @@ import pytest
 
 from tests.helpers import TINY, TINY_MODELS
 
+pytestmark = pytest.mark.slow  # train() end to end with each tracker, read back by its own reader
+
 TINY_LR = [o for o in TINY if not o.startswith("logger=")] + TINY_MODELS["logistic_regression"]
 
 
