@@ -108,6 +108,7 @@ def capability_outputs(model: FamilyModule, x: torch.Tensor, observed: torch.Ten
 @pytest.fixture(scope="module")
 def built(request: pytest.FixtureRequest, digits: tuple, tmp_path_factory: pytest.TempPathFactory) -> Built:
     family = request.param
+    assert family in TINY_MODELS, f"configs/benchmark.yaml: add tiny.families.{family} (its smallest settings)"
     cfg = compose_config([*TINY, *TINY_MODELS[family]], tmp_path_factory.mktemp(family))
     torch.manual_seed(0)
     model = instantiate(cfg.model, _convert_="all")
