@@ -20,12 +20,6 @@ from torch import Tensor
 LOG_BETA_RANGE = (-10.0, 10.0)  # β in [4.5e-5, 2.2e4]: far beyond any useful temperature
 
 
-def temperature_nll(scores: Tensor, labels: Tensor, beta: float) -> float:
-    """NLL(β) above, in nats per example."""
-    scaled = scores.double() * beta
-    return float((scaled.logsumexp(1) - scaled.gather(1, labels.view(-1, 1)).squeeze(1)).mean())
-
-
 def fit_temperature(scores: Tensor, labels: Tensor, iterations: int = 80) -> float:
     """β = 1/T minimising NLL(β) on (``scores`` (N, C), ``labels`` (N,)); clipped to the range above
     (β grows without bound when the scores separate the classes perfectly)."""

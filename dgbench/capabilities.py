@@ -2,7 +2,7 @@
 
 A family's LightningModule implements only the methods it truly has; ``capabilities_of`` checks
 them structurally (``typing.Protocol`` + ``isinstance``), so evaluation never names a family and a
-new family needs only its model file and its config. Conventions shared by every capability:
+new family needs no change to evaluate.py or the suites. Conventions shared by every capability:
 
 * images are float tensors in [0, 1] of shape (N, 1, 28, 28); labels are int64 (N,);
 * masks are bool (N, 1, 28, 28) with True = observed pixel;

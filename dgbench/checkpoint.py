@@ -3,6 +3,9 @@
 A dgbench checkpoint is a Lightning checkpoint plus a ``dgbench`` entry (written by
 ``FamilyModule.on_save_checkpoint``) naming the family's class. The module is rebuilt from that
 class and the saved hyper-parameters, then the weights are loaded: nothing is unpickled.
+
+``python -m dgbench.checkpoint export SOURCE.ckpt DESTINATION.ckpt`` writes the slim copy that
+``export_weights`` makes (how dgbench/assets/feature_net.ckpt was made).
 """
 
 from __future__ import annotations
@@ -60,9 +63,19 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
+# Class paths that checkpoints written before a family's file was renamed to the family's name record,
+# and the class each names now. A decision tree saved as ``models.forest.RandomForest`` (before
+# models/decision_tree.py) loads as the one-tree RandomForest it is and reports ``random_forest``.
+MOVED_CLASSES = {
+    "models.forest.RandomForest": "models.random_forest.RandomForest",
+    "models.finetuned.FinetunedVAEClassifier": "models.vae_finetuned.FinetunedVAEClassifier",
+}
+
+
 def family_class(class_path: str) -> type[FamilyModule]:
-    """Import a family class by dotted path, refusing anything that is not a FamilyModule."""
-    module_name, _, class_name = class_path.rpartition(".")
+    """Import a family class by dotted path (or its new path, ``MOVED_CLASSES``), refusing anything that
+    is not a FamilyModule."""
+    module_name, _, class_name = MOVED_CLASSES.get(class_path, class_path).rpartition(".")
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError, ValueError):
@@ -98,14 +111,6 @@ def export_weights(source: str | Path, destination: str | Path) -> None:
     torch.save(slim, destination)
 
 
-if __name__ == "__main__":
-    import sys
-
-    if len(sys.argv) != 4 or sys.argv[1] != "export":
-        sys.exit("usage: python -m dgbench.checkpoint export SOURCE.ckpt DESTINATION.ckpt")
-    export_weights(sys.argv[2], sys.argv[3])
-
-
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint writer, made atomic (:func:`dgbench.runtime.atomic_save`): Lightning
     writes the target file in place, so a run killed during a save could leave a corrupt last.ckpt."""
@@ -127,3 +132,11 @@ def latest_checkpoint(trainer: Any) -> str:
         if path and Path(path).is_file()
     }
     return max(paths, key=lambda p: (os.path.getmtime(p), Path(p).stem == "last"), default="")
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 4 or sys.argv[1] != "export":
+        sys.exit("usage: python -m dgbench.checkpoint export SOURCE.ckpt DESTINATION.ckpt")
+    export_weights(sys.argv[2], sys.argv[3])

@@ -59,6 +59,9 @@ class FamilyModule(L.LightningModule):
     # The largest budgets (images per suite) a default evaluation gives this family: what keeps one
     # evaluate.py run of it within ~15 min on a 2-core CPU (evaluate.py, budget_policy=first_look).
     first_look_budget: ClassVar[dict[str, int]] = {}
+    # A family fitted in closed form (counting, growing trees) rather than by gradient steps sets this
+    # and implements ``fit``: code that needs a fitted model (the tests) calls it instead of optimising.
+    fits_without_gradients: ClassVar[bool] = False
     # Set by ``dgbench.checkpoint.load_model`` from the checkpoint: the held-out split it was trained
     # beside ({"dataset", "val_size", "seed"}), or None (no validation split, or an older checkpoint).
     validation_split: dict[str, Any] | None = None
@@ -66,6 +69,11 @@ class FamilyModule(L.LightningModule):
     def __init__(self, optimizer: OptimizerFactory | None = None, scheduler: SchedulerFactory | None = None) -> None:
         super().__init__()
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+
+    def fit(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        """Fit from scratch, in closed form, on images (N, 1, 28, 28) in [0, 1] and labels (N,): only a
+        family with ``fits_without_gradients`` has this; the others learn by gradient steps (train.py)."""
+        raise NotImplementedError(f"{type(self).__name__} learns by gradient steps: train it with train.py")
 
     def configure_optimizers(self) -> Any:
         if self.optimizer_factory is None:

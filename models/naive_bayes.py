@@ -1,7 +1,7 @@
 """Bernoulli naive Bayes: the simplest generative family, p(x|y) factorised over pixels.
 
 Model: y ~ Categorical(pi), and given y each binary pixel b_i ~ Bernoulli(theta_{y,i}),
-independently. Data follow the binarized-MNIST protocol of the VAE (models/binarize.py): b ~
+independently. Data follow the binarized-MNIST protocol of the VAE (dgbench/binarize.py): b ~
 Bernoulli(x) for a gray image x. Fitting is closed form, the posterior mean under conjugate priors
 Beta(alpha, alpha) on each theta and Dirichlet(alpha) on pi (alpha = 1: Laplace smoothing):
 
@@ -32,6 +32,7 @@ class BernoulliNaiveBayes(ExactBayesFamily):
     """
 
     family = "naive_bayes"
+    fits_without_gradients = True  # counting: ``fit``
 
     def __init__(self, alpha: float = 0.1, eval_seed: int = 0) -> None:
         super().__init__(eval_seed)
@@ -89,6 +90,11 @@ class BernoulliNaiveBayes(ExactBayesFamily):
         """Add a batch to the sufficient statistics: images per class and expected counts of b = 1."""
         self.pixel_counts.index_add_(0, y, x.flatten(1).float())
         self.class_counts.index_add_(0, y, torch.ones_like(y, dtype=torch.float32))
+
+    def fit(self, images: Tensor, labels: Tensor) -> None:
+        """The counts of one set from scratch (``count`` adds a batch to those already made)."""
+        self.on_train_epoch_start()
+        self.count(images, labels)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self.count(*batch)

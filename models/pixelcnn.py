@@ -6,7 +6,7 @@ Bernoulli whose logit a masked convolutional network computes from the pixels be
     log p(b | y) = sum_i log Bernoulli(b_i; sigmoid(f_i(b_<i, y))),   p(y) uniform
 
 exact, normalised, and computed for every pixel in one forward pass (teacher forcing). Data follow
-the binarized-MNIST protocol of the VAE (models/binarize.py): dynamic binarization in training, one
+the binarized-MNIST protocol of the VAE (dgbench/binarize.py): dynamic binarization in training, one
 fixed seeded binarization at test, so nats compare with the VAE's and naive Bayes'. Gated rather
 than plain: the two-stack design has no blind spot, and its gates take the class as a bias.
 

@@ -89,7 +89,7 @@ class ConditionalVAE(FamilyModule):
 
     # --- the model -------------------------------------------------------------------------
     def binarize(self, x: Tensor) -> Tensor:
-        """The evaluation's fixed binarization (models/binarize.py): batch-independent scores."""
+        """The evaluation's fixed binarization (dgbench/binarize.py): batch-independent scores."""
         return fixed_binarization(x, self.eval_seed)
 
     def posterior(self, x: Tensor, observed: Tensor) -> tuple[Tensor, Tensor]:

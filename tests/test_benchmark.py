@@ -6,7 +6,11 @@ import json
 import re
 from pathlib import Path
 
-from conftest import ROOT, TINY_PRESET, run_python
+import pytest
+
+from tests.helpers import ROOT, TINY_PRESET, run_python
+
+pytestmark = pytest.mark.slow  # benchmarks/primer.py in subprocesses: every stage of the tiny preset
 
 
 def test_the_benchmark_runs_every_stage_and_writes_every_file_the_readme_links(tmp_path: Path) -> None:

@@ -6,12 +6,13 @@ from __future__ import annotations
 import math
 
 import torch
-from conftest import TINY, compose_config
 
 from dgbench.calibration import apply_temperature, fit_temperature
 from dgbench.checkpoint import load_model
 from dgbench.data import MNISTDataModule, held_out_validation
 from dgbench.evaluation.metrics import classification_metrics
+from dgbench.runtime import compose_config
+from tests.helpers import TINY
 
 
 def brute_force_nll(scores: torch.Tensor, labels: torch.Tensor, beta: float) -> float:

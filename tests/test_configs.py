@@ -13,11 +13,12 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import CONFIGS, compose_config
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from dgbench.family import FamilyModule
+from dgbench.runtime import compose_config
+from tests.helpers import CONFIGS
 from train import build_callbacks
 
 OPTIONS = sorted((path.parent.name, path.stem) for path in CONFIGS.glob("*/*.yaml"))

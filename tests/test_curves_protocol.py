@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CONFIGS
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import OmegaConf
 
 from dgbench.evaluation.curves import curve_jobs, hybrid_comparisons
 from dgbench.runtime import compose_config
+from tests.helpers import CONFIGS
 
 PRESETS = OmegaConf.load(CONFIGS / "benchmark.yaml")
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, run_python
 
 from dgbench import DGBenchError
 from dgbench.data import EpochShuffle, MNISTDataModule, TensorBatches, random_translate, stratified_subset, to_float
 from dgbench.datasets import IDX_FILES, default_data_root, load_split
+from tests.helpers import ROOT, run_python
 
 
 def datamodule(**kwargs: object) -> MNISTDataModule:
@@ -250,6 +250,7 @@ def test_bad_arguments_are_one_line_errors(full_dm: MNISTDataModule) -> None:
     assert_one_line(err, "data.train_size=5")
 
 
+@pytest.mark.slow
 def test_train_py_reports_missing_data_in_one_line(tmp_path: Path) -> None:
     missing = tmp_path / "missing"
     result = run_python(

@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import TINY, compose_config, run_python
 from torch import Tensor, nn
 
 from dgbench import DGBenchError
 from dgbench.checkpoint import load_model
 from dgbench.family import FamilyModule
+from dgbench.runtime import compose_config
 from evaluate import evaluate
+from tests.helpers import TINY, run_python
 from train import train
 
 TINY_BUDGET = [
@@ -104,6 +105,7 @@ def toy_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow  # evaluate() end to end, every suite
 def test_every_suite_runs_and_incapable_ones_are_na(tmp_path: Path, tiny_resnet_run: Path, toy_run: Path) -> None:
     results = evaluate(eval_config(tmp_path, [tiny_resnet_run, toy_run], feature_net=tiny_resnet_run))
     assert set(results) == {"resnet", "pixel_bayes"}
@@ -149,6 +151,7 @@ def test_bad_checkpoints_give_one_clear_error(tmp_path: Path, case: str) -> None
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_cli_empty_checkpoint_list_exits_with_one_line(tmp_path: Path) -> None:
     result = run_python(["evaluate.py", "ckpts=[]", f"hydra.run.dir={tmp_path}"])
     assert result.returncode == 2

@@ -11,10 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, compose_config, run_python
 
+from dgbench.runtime import compose_config
 from evaluate import evaluate
+from tests.helpers import ROOT, run_python
 from tests.slow_family import save_checkpoint
+
+pytestmark = pytest.mark.slow  # evaluate() end to end on a deliberately slow family
 
 SUITES = "suites=[classification,ood,missing_features]"
 BUDGET = ["budget.classification=40", "budget.ood=20", "budget.missing_features=10", "batch_size=10", "device=cpu"]

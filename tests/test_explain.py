@@ -11,19 +11,20 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import TINY, TINY_MODELS, compose_config
 from torch import Tensor, nn
 
 from dgbench.attribution import area_under_curve, integrated_gradients
 from dgbench.data import default_data_root, load_split, to_float
 from dgbench.evaluation.suites import SUITES
 from dgbench.evaluation.suites.common import Context, EvalData
+from dgbench.runtime import compose_config
 from evaluate import evaluate
 from models.diffusion.model import DiffusionModel
 from models.logistic_regression import LogisticRegression
 from models.naive_bayes import BernoulliNaiveBayes
 from models.pixelcnn import ConditionalPixelCNN
 from models.resnet import ResNetClassifier
+from tests.helpers import TINY, TINY_MODELS
 from train import train
 
 

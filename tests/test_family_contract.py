@@ -1,12 +1,13 @@
 """One contract for every model family: its declared capabilities, what each returns, seeded sampling,
 and a weights-only checkpoint round trip that reproduces every output.
 
-Parametrised over ``configs/model/*.yaml``: a new family is covered the moment its config exists (and
-fails the first test until it is added to ``EXPECTED`` below). Each family's smallest model is built
-once (module-scoped fixture) from its config with the tiny overrides of configs/benchmark.yaml, and
-its weights are moved off their initialisation (naive Bayes, which has no gradients, is fitted by
-counting instead): zero-initialised layers would otherwise make outputs degenerate, and an EMA copy
-equal to its network would hide a reload that restored the wrong one. The conventions checked are
+Parametrised over ``FAMILIES`` (tests/helpers.py: every configs/model/*.yaml): a new family is covered
+the moment its config exists, and fails the first test until its kind and capabilities are written
+into ``EXPECTED`` below. Each family's smallest model is built once (module-scoped fixture) from its
+config with the tiny overrides of configs/benchmark.yaml, and its weights are moved off their
+initialisation (a family that declares ``fits_without_gradients`` is fitted on 1 000 digits instead):
+zero-initialised layers would otherwise make outputs degenerate, and an EMA copy equal to its network
+would hide a reload that restored the wrong one. The conventions checked are
 those of the docstring of :mod:`dgbench.capabilities`. Per-family files test each family's mathematics.
 """
 
@@ -18,7 +19,6 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import CONFIGS, TINY, TINY_MODELS, TINY_PRESET, compose_config
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -26,9 +26,10 @@ from dgbench.capabilities import CAPABILITIES, capabilities_of
 from dgbench.checkpoint import family_class, load_model
 from dgbench.data import default_data_root, load_split
 from dgbench.family import FamilyModule
+from dgbench.runtime import compose_config
 from dgbench.settings import apply_settings
+from tests.helpers import FAMILIES, TINY, TINY_MODELS, TINY_PRESET
 
-FAMILIES = sorted(p.stem for p in (CONFIGS / "model").glob("*.yaml"))
 EVERYTHING = ("classify", "sample", "score_anomalies", "log_likelihood", "impute", "explain")
 # What each family can do and is: written out here, not read off the code.
 EXPECTED: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -43,6 +44,7 @@ EXPECTED: dict[str, tuple[str, tuple[str, ...]]] = {
     "hcrf": ("discriminative", ("classify", "score_anomalies", "explain")),
     "svm": ("discriminative", ("classify", "score_anomalies", "explain")),
     "random_forest": ("discriminative", ("classify", "score_anomalies", "explain")),
+    "decision_tree": ("discriminative", ("classify", "score_anomalies", "explain")),
     "m2": ("hybrid", ("classify", "sample", "score_anomalies", "log_likelihood", "explain")),
     "vae_finetuned": ("hybrid", ("classify", "score_anomalies", "explain")),
 }
@@ -110,12 +112,11 @@ def capability_outputs(model: FamilyModule, x: torch.Tensor, observed: torch.Ten
 @pytest.fixture(scope="module")
 def built(request: pytest.FixtureRequest, digits: tuple, tmp_path_factory: pytest.TempPathFactory) -> Built:
     family = request.param
+    assert family in TINY_MODELS, f"configs/benchmark.yaml: add tiny.families.{family} (its smallest settings)"
     cfg = compose_config([*TINY, *TINY_MODELS[family]], tmp_path_factory.mktemp(family))
     torch.manual_seed(0)
     model = instantiate(cfg.model, _convert_="all")
-    if family == "naive_bayes":  # closed form: fitted by counting, it has no gradients to perturb
-        model.count(*digits[2])
-    elif family == "random_forest":  # grown by scikit-learn: no gradients either
+    if model.fits_without_gradients:  # closed form (counts, grown trees): nothing to perturb
         model.fit(*digits[2])
     else:
         generator = seeded(1)
@@ -138,6 +139,10 @@ def output(built: Built, name: str) -> Any:
 
 
 # --- what a family declares ----------------------------------------------------------------------
+def test_expected_names_exactly_the_families() -> None:
+    assert sorted(EXPECTED) == FAMILIES, "EXPECTED: one entry per configs/model/*.yaml, no other"
+
+
 @pytest.mark.parametrize("built", FAMILIES, indirect=True)
 def test_declares_exactly_its_capabilities_and_kind(built: Built) -> None:
     assert built.family in EXPECTED, f"add family {built.family!r} to EXPECTED in this file"
@@ -235,7 +240,7 @@ def test_weights_only_checkpoint_reproduces_every_output(built: Built, digits: t
     torch.save(checkpoint, tmp_path / "model.ckpt")
 
     reloaded = apply_inference_knobs(load_model(tmp_path / "model.ckpt"), built.family)
-    assert type(reloaded) is type(model) and not reloaded.training
+    assert type(reloaded) is type(model) and reloaded.family == built.family and not reloaded.training
     x, observed, _ = digits
     outputs = capability_outputs(reloaded, x, observed)
     assert sorted(outputs) == sorted(k for k in built.outputs if not k.startswith("sample_"))

@@ -9,12 +9,12 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import TINY_MODELS
 from omegaconf import OmegaConf
 
 from dgbench.data import MNISTDataModule, default_data_root
 from dgbench.evaluation.suites.sample_quality import mean_pairwise_distance, within_class_diversity
 from models.gan import ConditionalGAN
+from tests.helpers import TINY_MODELS
 
 TINY_GAN = TINY_MODELS["gan"]
 TINY_NETS = dict(OmegaConf.from_dotlist([o for o in TINY_GAN if o.startswith("model.") and "=" in o]).model)

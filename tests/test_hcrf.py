@@ -11,10 +11,10 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from conftest import TINY, TINY_MODELS
 from omegaconf import DictConfig
 
 from models.hcrf import HiddenStateCRF
+from tests.helpers import TINY, TINY_MODELS
 from train import train
 
 

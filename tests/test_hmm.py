@@ -12,10 +12,10 @@ from collections.abc import Callable
 
 import pytest
 import torch
-from conftest import TINY, TINY_MODELS
 from omegaconf import DictConfig
 
 from models.hmm import RowHMM
+from tests.helpers import TINY, TINY_MODELS
 from train import train
 
 K = 3

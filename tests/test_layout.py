@@ -13,12 +13,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT
+from hydra.utils import instantiate
 
-from dgbench.checkpoint import family_class, load_model
+from dgbench.checkpoint import MOVED_CLASSES, family_class, load_model
 from dgbench.data import default_data_root, load_split, to_float
 from dgbench.evaluation.features import DEFAULT_FEATURE_NET
 from dgbench.family import public_class_path
+from dgbench.runtime import compose_config
+from tests.helpers import ROOT, TINY, TINY_MODELS
 
 ENTRY_POINTS = {"train", "evaluate", "sample", "benchmarks", "scripts"}
 
@@ -96,6 +98,22 @@ def test_recorded_class_paths_still_name_the_families(family: str) -> None:
     cls = family_class(RECORDED_CLASS_PATHS[family])
     assert cls.family == family
     assert public_class_path(cls) == RECORDED_CLASS_PATHS[family]  # what on_save_checkpoint writes
+
+
+@pytest.mark.parametrize(("old_path", "family"), sorted((old, new.split(".")[1]) for old, new in MOVED_CLASSES.items()))
+def test_a_checkpoint_naming_a_renamed_family_file_loads(old_path: str, family: str, tmp_path: Path) -> None:
+    """models/forest.py and models/finetuned.py took their families' names; what they wrote still loads."""
+    torch.manual_seed(0)
+    model = instantiate(compose_config([*TINY, *TINY_MODELS[family]], tmp_path).model, _convert_="all")
+    checkpoint = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}
+    model.on_save_checkpoint(checkpoint)
+    assert checkpoint["dgbench"]["class_path"] == MOVED_CLASSES[old_path]  # new checkpoints write the new path
+    checkpoint["dgbench"]["class_path"] = old_path
+    torch.save(checkpoint, tmp_path / "old.ckpt")
+
+    reloaded = load_model(tmp_path / "old.ckpt")
+    assert type(reloaded) is type(model) and reloaded.family == family
+    assert all(torch.equal(reloaded.state_dict()[k], v) for k, v in checkpoint["state_dict"].items())
 
 
 def test_the_shipped_feature_network_loads_and_classifies_digits() -> None:

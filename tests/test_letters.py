@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT
 from PIL import Image, features
 
 from dgbench import DGBenchError
 from dgbench.datasets import LETTERS_ASSET, load_letters, load_split
+from tests.helpers import ROOT
 
 # Written out here rather than imported from the script, so that the test checks its choice.
 DIGIT_LIKE = set("OoDQ" + "Iil" + "Zz" + "Ss" + "bG" + "B" + "gq")

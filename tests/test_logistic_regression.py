@@ -7,10 +7,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import TINY, compose_config
 
 from dgbench.checkpoint import load_model
+from dgbench.runtime import compose_config
 from models.logistic_regression import LogisticRegression
+from tests.helpers import TINY
 from train import train
 
 

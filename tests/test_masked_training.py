@@ -15,17 +15,18 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import TINY, compose_config
 
 from dgbench import DGBenchError
 from dgbench.checkpoint import load_model
 from dgbench.data import MNISTDataModule, default_data_root, load_split, to_float
 from dgbench.family import CHECKPOINT_FORMAT
 from dgbench.masks import random_training_mask
+from dgbench.runtime import compose_config
 from models.logistic_regression import LogisticRegression
 from models.nets.resnet import ResNet
 from models.resnet import ResNetClassifier
 from models.vae import ConditionalVAE
+from tests.helpers import TINY
 from train import train
 
 PIXELS = 28 * 28

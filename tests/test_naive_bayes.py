@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
@@ -19,6 +18,7 @@ from dgbench.binarize import fixed_binarization
 from dgbench.checkpoint import load_model
 from dgbench.data import default_data_root, load_split, to_float
 from models.naive_bayes import BernoulliNaiveBayes
+from tests.helpers import TINY
 from train import train
 
 

@@ -7,12 +7,12 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import TINY, TINY_MODELS
 from hydra.utils import instantiate
 from torch import Tensor, nn
 
 from dgbench.precision import TrainingAutocast
 from dgbench.runtime import compose_config
+from tests.helpers import TINY, TINY_MODELS
 from train import train
 
 

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import torch
-from conftest import CONFIGS, TINY, TINY_MODELS, compose_config
 from hydra.utils import instantiate
 
 from dgbench.capabilities import capabilities_of
 from dgbench.evaluation.suites import ood as ood_suite
 from dgbench.evaluation.suites.common import NEAR_OOD, Context, EvalData
+from dgbench.runtime import compose_config
 from dgbench.settings import apply_settings
-
-FAMILIES = sorted(p.stem for p in (CONFIGS / "model").glob("*.yaml"))
+from tests.helpers import FAMILIES, TINY, TINY_MODELS
 
 
 def test_every_scorer_declares_a_primary_score_it_computes(tmp_path) -> None:

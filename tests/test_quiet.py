@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import TINY, TINY_MODELS, run_python
+import pytest
+
+from tests.helpers import TINY, TINY_MODELS, run_python
 
 NOISE = (
     "litlogger",
@@ -24,6 +26,7 @@ NOISE = (
 )
 
 
+@pytest.mark.slow
 def test_a_tiny_train_run_prints_no_third_party_noise(tmp_path: Path) -> None:
     # the default logger (csv) and progress bar: what `python train.py` does, at the tiny size
     overrides = [o for o in TINY if not o.startswith(("logger=", "trainer.enable_progress_bar="))]

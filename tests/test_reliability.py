@@ -1,6 +1,6 @@
 """Reliability: crash and resume, determinism, atomic checkpoints, the nan guard, bad command lines, DDP.
 
-The per-family tests run every config in configs/model/ with its entry in ``TINY_MODELS``.
+The per-family tests run every family (``FAMILIES``, tests/helpers.py) with its tiny overrides (``TINY_MODELS``).
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONFIGS, ROOT, TINY, TINY_MODELS, TINY_RESNET, compose_config, run_python
 
 from dgbench import DGBenchError
 from dgbench.checkpoint import load_model
 from dgbench.cli import check_overrides
+from dgbench.runtime import compose_config
+from tests.helpers import CONFIGS, FAMILIES, ROOT, TINY, TINY_MODELS, TINY_RESNET, run_python
 from train import train
 
-FAMILIES = sorted(p.stem for p in (CONFIGS / "model").glob("*.yaml"))
 # Two epochs of three batches: the faults strike in the second epoch, after last.ckpt of the first.
 SHORT = [*TINY, "trainer.limit_train_batches=3", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1"]
 VARIABLE = ("train_time_s", "ckpt_path")  # what may differ between identical runs
@@ -50,9 +50,10 @@ def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) 
 
 
 def test_every_family_has_a_tiny_config() -> None:
-    assert set(FAMILIES) == set(TINY_MODELS), "add the new family's smallest overrides to TINY_MODELS in conftest.py"
+    assert FAMILIES == sorted(TINY_MODELS), "configs/benchmark.yaml: tiny.families needs one entry per model config"
 
 
+@pytest.mark.slow  # three tiny trainings per family
 @pytest.mark.parametrize("family", FAMILIES)
 def test_crash_then_resume_reproduces_the_uninterrupted_run(family: str, tmp_path: Path) -> None:
     """Determinism and exact resume at once: run A fresh; run B crashes in epoch 2 and C resumes B's
@@ -75,6 +76,7 @@ def test_crash_then_resume_reproduces_the_uninterrupted_run(family: str, tmp_pat
     assert_same_weights(final_weights(tmp_path / "c"), final_weights(tmp_path / "a"))
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_from_the_command_line(tmp_path: Path) -> None:
     """A real SIGKILL in epoch 2 of a train.py process; the documented resume gives the same model."""
     base = [*TINY, *TINY_RESNET]
@@ -93,6 +95,7 @@ def test_sigkill_mid_epoch_then_resume_from_the_command_line(tmp_path: Path) -> 
     assert_same_weights(final_weights(tmp_path / "resumed"), final_weights(tmp_path / "reference"))
 
 
+@pytest.mark.slow
 def test_ctrl_c_leaves_a_resumable_checkpoint_and_an_incomplete_record(tmp_path: Path) -> None:
     run = tmp_path / "run"
     result = run_python(["train.py", *TINY, *TINY_RESNET, *fault(15, "sigint"), f"hydra.run.dir={run}"])
@@ -125,6 +128,7 @@ for i in range(10**6):
 """
 
 
+@pytest.mark.slow
 def test_a_kill_during_a_checkpoint_save_leaves_the_previous_checkpoint_whole(tmp_path: Path) -> None:
     target = tmp_path / "last.ckpt"
     env = {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -163,6 +167,7 @@ def test_good_overrides_pass_the_check() -> None:
     check_overrides("evaluate", ["budget.classification=100", "ckpts=[a,b]"])
 
 
+@pytest.mark.slow
 def test_a_bad_override_is_one_line_and_leaves_no_run_directory(tmp_path: Path) -> None:
     run = tmp_path / "run"
     result = run_python(["train.py", "trainer.max_epochs=abc", f"hydra.run.dir={run}"])
@@ -171,6 +176,7 @@ def test_a_bad_override_is_one_line_and_leaves_no_run_directory(tmp_path: Path) 
     assert not run.exists()
 
 
+@pytest.mark.slow
 def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path: Path) -> None:
     """Lightning DDP with gloo: two processes of 50 images per step = one process of 100."""
     single = train(compose_config([*TINY, *TINY_RESNET], tmp_path / "single"))

@@ -10,7 +10,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from conftest import ROOT
+
+from tests.helpers import ROOT
 
 
 def script(path: str) -> ModuleType:

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, TINY_MODELS, run_python
 from PIL import Image
 
 from dgbench.runtime import compose_config
 from sample import sample
+from tests.helpers import TINY, TINY_MODELS, run_python
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +75,7 @@ def test_impute_keeps_observed_pixels(runs: dict[str, Path], tmp_path: Path, spe
     assert Image.open(out / "impute.png").size[0] == 2 * 6 * 30 + 2  # observed and filled side by side
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import TINY, TINY_MODELS
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
@@ -20,6 +19,7 @@ from dgbench.calibration import fit_temperature
 from dgbench.checkpoint import load_model
 from dgbench.data import default_data_root, load_split, to_float
 from models.svm import KernelSVM, crammer_singer_loss
+from tests.helpers import TINY, TINY_MODELS
 from train import train
 
 

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import TINY, TINY_MODELS, run_python
+from tests.helpers import TINY, TINY_MODELS, run_python
+
+pytestmark = pytest.mark.slow  # train.py -m in a subprocess: an Optuna sweep
 
 TINY_LR = [o for o in TINY if not o.startswith("logger=")] + TINY_MODELS["logistic_regression"][1:]
 

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY, TINY_MODELS
+from tests.helpers import TINY, TINY_MODELS
+
+pytestmark = pytest.mark.slow  # train() end to end with each tracker, read back by its own reader
 
 TINY_LR = [o for o in TINY if not o.startswith("logger=")] + TINY_MODELS["logistic_regression"]
 

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, TINY_RESNET, compose_config, run_python
 
 from dgbench import DGBenchError
 from dgbench.checkpoint import load_model
 from dgbench.data import default_data_root, load_split, to_float
+from dgbench.runtime import compose_config
+from tests.helpers import TINY, TINY_RESNET, run_python
 from train import train
 
 # What tiny_resnet_run tests on: limit_test_batches=2 batches of eval_batch_size=500, in order.
@@ -31,6 +32,7 @@ print(json.dumps({"predictions": predictions.tolist(), "hparams": dict(model.hpa
 """
 
 
+@pytest.mark.slow
 def test_checkpoint_reloads_in_a_fresh_process(tiny_resnet_run: Path) -> None:
     metrics = json.loads((tiny_resnet_run / "metrics.json").read_text())
     assert metrics["complete"] and metrics["epochs"] == 2 and metrics["global_step"] == 20  # 1000 images / 100
@@ -107,7 +109,7 @@ def test_bad_checkpoints_are_one_line_errors(tmp_path: Path, case: str) -> None:
 def test_sample_grids_and_epoch_lines_name_the_right_epochs(make_config, capsys: pytest.CaptureFixture[str]) -> None:
     """Every ``every_n_epochs``-th epoch and the last get a grid, named by 0-based epoch; the epoch
     lines count 1..max_epochs (reading Lightning's fit_loop.done in the last epoch would skip one)."""
-    from conftest import TINY_MODELS
+    from tests.helpers import TINY_MODELS
 
     cfg = make_config(
         *TINY,

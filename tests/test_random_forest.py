@@ -12,19 +12,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, TINY_MODELS
 from omegaconf import DictConfig
 from sklearn.ensemble import RandomForestClassifier
 
+from dgbench import DGBenchError
 from dgbench.checkpoint import load_model
 from dgbench.data import default_data_root, load_split, to_float
-from models.forest import RandomForest
+from models.decision_tree import DecisionTree
+from models.random_forest import RandomForest
+from tests.helpers import TINY, TINY_MODELS
 from train import train
 
-SETTINGS = {  # a small forest, and the decision tree of configs/experiment/decision_tree.yaml
+SETTINGS = {  # scikit-learn's settings of a small forest, and of the CART tree that DecisionTree() must be
     "forest": dict(n_trees=7, bootstrap=True, max_features="sqrt", max_depth=None),
     "tree": dict(n_trees=1, bootstrap=False, max_features=None, max_depth=None),
 }
+
+
+def build(name: str) -> RandomForest:
+    return RandomForest(**SETTINGS["forest"], seed=5) if name == "forest" else DecisionTree(seed=5)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +53,7 @@ def reference(setting: dict, x: torch.Tensor, y: torch.Tensor) -> RandomForestCl
 @pytest.mark.parametrize("name", list(SETTINGS))
 def test_the_torch_forest_predicts_exactly_sklearns_predict_proba(name: str, digits: tuple) -> None:
     x, y = digits
-    model = RandomForest(**SETTINGS[name], seed=5)
+    model = build(name)
     model.fit(x[:1000], y[:1000])
     sklearn_forest = reference(SETTINGS[name], x[:1000], y[:1000])
     noise = torch.rand(50, 1, 28, 28, generator=torch.Generator().manual_seed(0))  # continuous values too
@@ -63,11 +69,18 @@ def test_the_torch_forest_predicts_exactly_sklearns_predict_proba(name: str, dig
     torch.testing.assert_close(log_probs.exp().sum(1), torch.ones(500))
 
 
+def test_a_decision_tree_takes_no_forest_settings() -> None:
+    with pytest.raises(DGBenchError, match="use model=random_forest"):
+        DecisionTree(n_trees=5)
+    with pytest.raises(DGBenchError, match="one CART tree"):
+        DecisionTree(max_features="sqrt")
+
+
 def test_a_cells_mass_is_its_training_share_over_the_images_it_holds(digits: tuple) -> None:
     """Brute force: the levels of pixel f inside x's cell are those v for which x with x_f = v/255
     reaches the same leaf; only pixels on x's path can leave it, every other pixel keeps all 256."""
     x, y = digits
-    model = RandomForest(**SETTINGS["tree"], seed=5)
+    model = build("tree")
     model.fit(x[:1000], y[:1000])
     tree = reference(SETTINGS["tree"], x[:1000], y[:1000]).estimators_[0]
     for image in x[1000:1004].flatten(1).numpy():
@@ -108,7 +121,7 @@ def test_path_contributions_match_scikit_learns_decision_paths(name: str, digits
     """Saabas's contributions computed from scikit-learn's own trees (decision_path, tree_.value), and the
     longest paths' numbers from tree_.max_depth."""
     x, y = digits
-    model = RandomForest(**SETTINGS[name], seed=5)
+    model = build(name)
     model.fit(x[:1000], y[:1000])
     sklearn_forest = reference(SETTINGS[name], x[:1000], y[:1000])
     inputs = x[1000:1020]

@@ -1,4 +1,4 @@
-"""Random forest (Breiman 2001) and, with one tree, the decision tree (CART, Breiman et al. 1984).
+"""Random forest (Breiman 2001); its one-tree case is the decision tree (CART) of models/decision_tree.py.
 
 Each tree t partitions pixel space into axis-aligned cells (its leaves) by tests x_f <= threshold and
 predicts the class frequencies of the training images in the leaf reached, counts c_t(leaf, y); the
@@ -44,6 +44,7 @@ class RandomForest(FamilyModule):
     """
 
     family = "random_forest"
+    fits_without_gradients = True  # grown by scikit-learn: ``fit``
     kind = "discriminative"
     monitor = ("val/acc", "max")
     # Declared before any OOD test set was scored: -log of the mass function above, the only density
@@ -66,7 +67,7 @@ class RandomForest(FamilyModule):
         super().__init__()
         self.save_hyperparameters(logger=False)
         if n_trees < 1 or not 0 < floor < 1:
-            raise DGBenchError(f"random_forest needs n_trees >= 1 and 0 < floor < 1 (got {n_trees}, {floor})")
+            raise DGBenchError(f"{self.family} needs n_trees >= 1 and 0 < floor < 1 (got {n_trees}, {floor})")
         self.floor = floor
         self.automatic_optimization = False
         # An unfitted forest: one root leaf per tree with no counts (a uniform prediction).
