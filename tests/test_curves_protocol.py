@@ -97,12 +97,15 @@ def test_the_full_set_reads_all_60000_labels_with_the_same_protocol(tmp_path: Pa
         assert len(splits["train"][1]) == 60_000 and len(splits["val"][1]) == 0
 
 
-@pytest.mark.parametrize("preset", ["cpu", "cpu_full", "gpu", "tiny"])
+@pytest.mark.parametrize("preset", ["cpu", "tiny"])
 def test_every_point_of_a_family_has_the_same_optimisation_budget(preset: str, tmp_path: Path) -> None:
-    """Equal effort along a curve: the same steps (or the same epochs) at every n, the full set included."""
+    """Equal effort along a curve: the same steps (or the same epochs) at every n, the full set included
+    (one seed per point: the seed changes the subset and the noise, not the budget)."""
     spec = PRESETS[preset]
     budgets: dict[str, set] = {}
-    for (_, overrides, _), _, _ in curve_jobs(spec, list(spec.get("common", [])), Path("runs")):
+    for (_, overrides, _), _, seed in curve_jobs(spec, list(spec.get("common", [])), Path("runs")):
+        if seed != spec.curves.seeds[0]:
+            continue
         family = overrides[len(spec.get("common", []))]  # the family preset's first override names it
         cfg = compose_config(overrides, tmp_path)
         budgets.setdefault(family, set()).add((cfg.trainer.max_steps, cfg.trainer.max_epochs))
