@@ -134,6 +134,14 @@ def decided(test: dict[str, Any] | None, p_key: str = "p_value") -> str:
     return verdict(">" if test["difference"] > 0 else "<")
 
 
+def versus(models: dict[str, Any], claim: str, first: str, measure: Callable[..., Cell | None], fmt: Callable[[float], str],
+           unit: str = "", **kw: Any) -> Finding:  # fmt: skip
+    """The claim that the best ``first``-kind model beats the best of the other pure kind on ``measure``."""
+    other = "discriminative" if first == "generative" else "generative"
+    a, b = best(models, (first,), measure, **kw), best(models, (other,), measure, **kw)
+    return Finding(claim, verdict(order(a, b)), f"{a.text(fmt, unit)} vs {b.text(fmt, unit)}", "report.md")
+
+
 def findings(report: dict[str, Any], curves: dict[str, Any] | None) -> list[Finding]:
     models = report["models"]
     gen, disc, hyb = ("generative",), ("discriminative",), ("hybrid",)
@@ -163,15 +171,7 @@ def findings(report: dict[str, Any], curves: dict[str, Any] | None) -> list[Find
         )
     )
 
-    a, b = best(models, disc, accuracy), best(models, gen, accuracy)
-    rows.append(
-        Finding(
-            "discriminative models classify more accurately",
-            verdict(order(a, b)),
-            f"{a.text(pct, ' %')} vs {b.text(pct, ' %')}",
-            "report.md",
-        )
-    )
+    rows.append(versus(models, "discriminative models classify more accurately", "discriminative", accuracy, pct, " %"))
 
     if curves and curves.get("points"):
         (g, a), (d, b) = curve(curves["points"], gen, "100"), curve(curves["points"], disc, "100")
@@ -197,14 +197,8 @@ def findings(report: dict[str, Any], curves: dict[str, Any] | None) -> list[Find
         )
     )
 
-    g, d = best(models, gen, deletion_gain), best(models, disc, deletion_gain)
     rows.append(
-        Finding(
-            "generative models are more interpretable (deletion gain)",
-            verdict(order(g, d)),
-            f"{g.text(num)} vs {d.text(num)}",
-            "report.md",
-        )
+        versus(models, "generative models are more interpretable (deletion gain)", "generative", deletion_gain, num)
     )
 
     times = {
@@ -230,15 +224,8 @@ def findings(report: dict[str, Any], curves: dict[str, Any] | None) -> list[Find
     )
 
     for group in ("far", "near"):
-        g, d = best(models, gen, ood, group=group), best(models, disc, ood, group=group)
-        rows.append(
-            Finding(
-                f"generative models detect outliers ({group}, AUROC)",
-                verdict(order(g, d)),
-                f"{g.text(num)} vs {d.text(num)}",
-                "report.md",
-            )
-        )
+        claim = f"generative models detect outliers ({group}, AUROC)"
+        rows.append(versus(models, claim, "generative", ood, num, group=group))
 
     if curves and curves.get("points"):
         rows.append(spectrum_row(curves["points"]))
