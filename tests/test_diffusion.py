@@ -309,3 +309,46 @@ def test_bf16_inference_keeps_the_bound_in_fp32(model: DiffusionModel, mnist, mo
     low = model.classify(x)
     assert not torch.equal(low, fp32["classify"])  # autocast really ran
     torch.testing.assert_close(low.exp(), fp32["classify"].exp(), atol=0.05, rtol=0)
+
+
+def test_collapsed_strata_standard_error_by_hand() -> None:
+    from models.diffusion.sampling import collapsed_strata_se
+
+    # column 0 is the exact decoder term (no error); strata pairs (1, 3) and (2, 2): sqrt(2^2 + 0^2) = 2
+    terms = torch.tensor([[100.0, 1.0, 3.0, 2.0, 2.0], [5.0, 1.0, 1.0, 1.0, 1.0]])
+    torch.testing.assert_close(collapsed_strata_se(terms), torch.tensor([2.0, 0.0]))
+    # an odd last stratum is paired with its neighbour again: pairs (1, 4) and (2, 4): sqrt(3^2 + 2^2)
+    torch.testing.assert_close(collapsed_strata_se(torch.tensor([[0.0, 1.0, 4.0, 2.0]])), torch.tensor([13**0.5]))
+
+
+def test_likelihood_standard_error_weights_the_classes_by_their_posterior(model: DiffusionModel, mnist) -> None:
+    """Delta method by brute force: per class the weighted terms (one image, one class at a time), the
+    classes weighted by softmax of their bounds, then the collapsed-strata error of the weighted sum."""
+    from models.diffusion.sampling import collapsed_strata_se, vlb_terms
+
+    x = mnist[0][:2]
+    generator = torch.Generator().manual_seed(0)
+    t, weights = model.schedule.stratified_timesteps(model.likelihood_timesteps, generator)
+    noise = torch.randn((len(t), 1, 28, 28), generator=generator)
+    net = model.ema.averaged
+    expected = []
+    for image in x:
+        x0 = (image[None] * 255).round() / 127.5 - 1
+        per_class = torch.stack(
+            [
+                -vlb_terms(
+                    model.schedule,
+                    lambda x_t, r, y=y: net(x_t, r, torch.full_like(r, y)).float(),
+                    x0,
+                    t,
+                    weights,
+                    noise,
+                )[0]
+                for y in range(10)
+            ]
+        )  # (10, 1 + k)
+        posterior = torch.softmax(per_class.sum(1), dim=0)
+        expected.append(collapsed_strata_se((posterior[:, None] * per_class).sum(0, keepdim=True))[0])
+    with torch.inference_mode():
+        got = model.log_likelihood_standard_error(x)
+    torch.testing.assert_close(got.double(), torch.stack(expected).double(), rtol=1e-4, atol=1e-4)
