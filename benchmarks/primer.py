@@ -42,6 +42,7 @@ from omegaconf import OmegaConf
 
 from dgbench import DGBenchError
 from dgbench.evaluation.curves import Job, curve_jobs, write_curves
+from dgbench.evaluation.findings import write_findings
 from dgbench.evaluation.suites import SUITES
 from dgbench.rundir import RunDir
 from dgbench.runtime import CONFIG_DIR, compose_config, environment, exit_with, write_json
@@ -256,6 +257,8 @@ def main() -> None:
     record = {"preset": args.preset, "command": " ".join(sys.argv), **environment()}
     record["stages_s"] = {**previous.get("stages_s", {}), **timings}
     write_json(out / "benchmark.json", record)
+    if (out / "report.json").is_file():
+        write_findings(out)  # the verdicts, and those of the run this one replaces (README's findings table)
     say(f"results in {out}")
 
 

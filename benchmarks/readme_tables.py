@@ -136,8 +136,10 @@ def load(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 def findings_block(folder: Path) -> str:
     """README's findings table between its markers, naming the command that wrote it."""
     report, curves = load(folder)
+    record = folder / "findings.json"  # the benchmark writes it; its "previous" says what changed
+    previous = json.loads(record.read_text()).get("previous") if record.exists() else None
     lines = [BEGIN, f"<!-- python benchmarks/readme_tables.py {folder.as_posix()} --readme README.md -->"]
-    return "\n".join(lines + markdown(findings(report, curves), folder.as_posix()) + [END])
+    return "\n".join(lines + markdown(findings(report, curves), folder.as_posix(), previous) + [END])
 
 
 def with_findings(readme: str, folder: Path) -> str:

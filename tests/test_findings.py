@@ -53,3 +53,20 @@ def test_the_spectrum_is_decided_on_holm_adjusted_p_over_all_its_comparisons() -
     row = f.spectrum_row(points)
     expected = f.HOLDS if max(holm.values()) < 0.05 else f.EVEN
     assert row.verdict == expected and f"Holm {holm[p_d]:.3f}" in row.numbers
+
+
+def test_findings_json_keeps_the_verdicts_of_the_run_it_replaces(tmp_path, monkeypatch) -> None:
+    import json
+
+    verdicts = iter([f.HOLDS, f.HOLDS, f.EVEN, f.EVEN])  # four runs: the first two agree, then one changes
+    monkeypatch.setattr(f, "findings", lambda report, curves: [f.Finding("a claim", next(verdicts), "1 vs 2", "r.md")])
+    (tmp_path / "report.json").write_text(json.dumps({"models": {}}))
+    assert f.write_findings(tmp_path)["previous"] is None  # the first run: nothing to compare with
+    assert f.write_findings(tmp_path)["previous"] is None  # a rerun with the same verdicts keeps what it had
+    changed = f.write_findings(tmp_path)
+    assert changed["previous"] == {"a claim": f.HOLDS}
+    assert f.since(f.Finding(**changed["rows"][0]), changed["previous"]) == f"was: {f.HOLDS}"
+    again = f.write_findings(tmp_path)  # reproduced: what the run before said is not erased
+    assert again["previous"] == {"a claim": f.HOLDS}
+    assert f.since(f.Finding("new", f.EVEN, "", ""), again["previous"]) == "new claim"
+    assert f.since(f.Finding("a claim", f.HOLDS, "", ""), again["previous"]) == "unchanged"

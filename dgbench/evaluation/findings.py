@@ -10,12 +10,15 @@ this module's output (``python benchmarks/readme_tables.py --readme README.md``)
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from dgbench.evaluation.curves import accuracies, spectrum_tests
 from dgbench.evaluation.stats import welch
+from dgbench.runtime import write_json
 
 HOLDS, CONTRADICTED, EVEN = "holds", "contradicted", "not distinguishable"
 MASKED = "_masked"  # the benchmark's name for a discriminative preset trained with the VAE's masks
@@ -245,9 +248,42 @@ def spectrum_row(points: list[dict[str, Any]]) -> Finding:
     return Finding("generative pretraining helps a classifier (100 labels)", v, text, "curves.md")
 
 
-def markdown(rows: list[Finding], folder: str) -> list[str]:
-    lines = ["| the primer's claim | verdict | deciding numbers (95 % intervals) | where |", "|---|---|---|---|"]
+def since(row: Finding, previous: dict[str, str] | None) -> str:
+    """What changed for ``row`` since the run before: its verdict then, or that it held."""
+    if previous is None:
+        return "–"  # no earlier run decided by this rule
+    if row.claim not in previous:
+        return "new claim"
+    return "unchanged" if previous[row.claim] == row.verdict else f"was: {previous[row.claim]}"
+
+
+def write_findings(folder: Path) -> dict[str, Any]:
+    """``folder``/findings.json from its report.json and curves.json: the verdicts as data, and the verdicts
+    of the findings.json it replaces (``previous``) where those differ; kept as they were where nothing
+    changed, so a rerun that reproduces a run does not erase what the run before it said."""
+    report = json.loads((folder / "report.json").read_text())
+    curves = json.loads((folder / "curves.json").read_text()) if (folder / "curves.json").exists() else None
+    rows = [asdict(r) for r in findings(report, curves)]
+    path = folder / "findings.json"
+    old = json.loads(path.read_text()) if path.exists() else {}
+    previous = (
+        old.get("previous")
+        if old.get("rows") == rows
+        else {r["claim"]: r["verdict"] for r in old["rows"]}
+        if old
+        else None
+    )
+    record = {"rows": rows, "previous": previous}
+    write_json(path, record)
+    return record
+
+
+def markdown(rows: list[Finding], folder: str, previous: dict[str, str] | None = None) -> list[str]:
+    head = "| the primer's claim | verdict | deciding numbers (95 % intervals) | since the last run | where |"
+    lines = [head, "|---|---|---|---|---|"]
     for r in rows:
         numbers = r.numbers.replace("|", "\\|")  # p(y|x) inside a table cell
-        lines.append(f"| {r.claim} | **{r.verdict}** | {numbers} | [{r.link}]({folder}/{r.link}) |")
+        lines.append(
+            f"| {r.claim} | **{r.verdict}** | {numbers} | {since(r, previous)} | [{r.link}]({folder}/{r.link}) |"
+        )
     return lines
