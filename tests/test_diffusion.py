@@ -102,18 +102,21 @@ def test_sampler_timesteps_run_from_last_step_to_clean() -> None:
     assert all(t > t_prev for t, t_prev in steps)
 
 
+@pytest.mark.parametrize("spacing", ["uniform", "quadratic"])
 @pytest.mark.parametrize("k", [1, 7, 100, 999])
-def test_stratified_timesteps_cover_every_timestep_once(k: int) -> None:
+def test_stratified_timesteps_cover_every_timestep_once(k: int, spacing: str) -> None:
     """The bound's estimator: t = 0 with weight 1, then one draw per stratum of {1..T-1} weighted by
     its width, so the weights sum to T and Σ_t L_t is estimated without bias."""
     schedule = NoiseSchedule(1000)
-    t, weights = schedule.stratified_timesteps(k, torch.Generator().manual_seed(k))
+    t, weights = schedule.stratified_timesteps(k, torch.Generator().manual_seed(k), spacing)
     assert t.shape == weights.shape == (k + 1,) and t[0] == 0 and weights[0] == 1
     assert weights.dtype == torch.float64 and weights.sum().item() == 1000
     upper = torch.cumsum(weights[1:], 0).long() + 1  # exclusive upper edge of each stratum
     assert ((upper - weights[1:].long() <= t[1:]) & (t[1:] < upper)).all()
     if k == 999:  # one stratum per timestep: no randomness left
         assert torch.equal(t, torch.arange(1000))
+    if spacing == "quadratic" and k == 7:  # edges 1 + 999 (i/7)^2, rounded: 1, 21, 83, 184, 327, 511, 735, 1000
+        assert weights[1:].tolist() == [20, 62, 101, 143, 184, 224, 265]
     with pytest.raises(DGBenchError, match="likelihood_timesteps"):
         schedule.stratified_timesteps(1000, torch.Generator())
 

@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("ckpt", help="a diffusion run directory or checkpoint")
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--timesteps", type=int, nargs="+", default=[2, 4, 8, 16, 32])
+    parser.add_argument("--spacing", default="uniform", help="the strata of the timesteps: uniform or quadratic")
     parser.add_argument("--out", type=Path, default=Path("results/cpu/diffusion_likelihood_se"))
     args = parser.parse_args()
 
@@ -42,7 +43,7 @@ def main() -> None:
     images = to_float(held_out_validation(split["dataset"], split["val_size"], split["seed"])[0][: args.images])
     rows = []
     for steps in args.timesteps:
-        apply_settings({"diffusion": model}, {"likelihood_timesteps": steps})
+        apply_settings({"diffusion": model}, {"likelihood_timesteps": steps, "likelihood_spacing": args.spacing})
         start = time.process_time()
         log_px, se = model.log_likelihood(images), model.log_likelihood_standard_error(images)
         seconds = (time.process_time() - start) / len(images)
@@ -58,12 +59,13 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     chosen = next((r["timesteps"] for r in rows if r["median_se"] <= RULE_NATS), max(args.timesteps))
     args.out.mkdir(parents=True, exist_ok=True)
-    record = {"ckpt": str(args.ckpt), "images": len(images), "rule_nats": RULE_NATS, "chosen": chosen, "rows": rows}
-    write_json(args.out / "se_by_timesteps.json", {**record, **environment(), "threads": torch.get_num_threads()})
+    record = {"ckpt": str(args.ckpt), "images": len(images), "spacing": args.spacing, "rule_nats": RULE_NATS}
+    record |= {"chosen": chosen, "rows": rows, **environment(), "threads": torch.get_num_threads()}
+    write_json(args.out / f"se_by_timesteps_{args.spacing}.json", record)
     lines = [
-        f"# Class-marginal bound: standard error by timesteps ({len(images)} validation images)",
+        f"# Class-marginal bound: standard error by timesteps, {args.spacing} strata ({len(images)} validation images)",
         "",
-        f"`python benchmarks/probes/diffusion_likelihood_se.py {args.ckpt} --images {args.images}`",
+        f"`python benchmarks/probes/diffusion_likelihood_se.py <run> --images {args.images} --spacing {args.spacing}`",
         "",
         "| T | mean log p(x) (nats) | median SE | 90th pct SE | CPU s / image (both the bound and its SE) |",
         "|---|---|---|---|---|",
@@ -75,7 +77,7 @@ def main() -> None:
         "",
         f"Rule (results/protocol.md): the smallest T with median SE <= {RULE_NATS} nats: **T = {chosen}**.",
     ]
-    (args.out / "README.md").write_text("\n".join(lines) + "\n")
+    (args.out / f"{args.spacing}.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

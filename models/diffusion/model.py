@@ -76,6 +76,7 @@ class DiffusionModel(FamilyModule):
         eta: float = 0.0,
         guidance_scale: float = 1.0,
         likelihood_timesteps: int = 100,
+        likelihood_spacing: str = "uniform",
         classify_pairs: int = 20,
         classify_first_pairs: int = 5,
         classify_keep: int = 2,
@@ -98,7 +99,8 @@ class DiffusionModel(FamilyModule):
         self.null_class = NUM_CLASSES
         # Inference options are plain attributes so evaluation can change them on a loaded model.
         self.sampler, self.sample_steps, self.eta, self.guidance_scale = sampler, sample_steps, eta, guidance_scale
-        self.likelihood_timesteps, self.classify_pairs = likelihood_timesteps, classify_pairs
+        self.likelihood_timesteps, self.likelihood_spacing = likelihood_timesteps, likelihood_spacing
+        self.classify_pairs = classify_pairs
         self.classify_first_pairs, self.classify_keep = classify_first_pairs, classify_keep
         self.recon_levels, self.recon_steps = list(recon_levels), recon_steps
         self.impute_steps, self.impute_resample, self.eval_batch_size = impute_steps, impute_resample, eval_batch_size
@@ -214,7 +216,8 @@ class DiffusionModel(FamilyModule):
             "class-marginal DDPM variational bound: log p(x) >= log sum_y p(y) exp(-L_vlb(x|y)), p(y) = 1/10, "
             "with L_vlb(x|y) (Ho et al. 2020 eq. 5) of the class-conditional EMA model, in nats per image: "
             "exact prior term L_T, exact discretized-Gaussian decoder L_0 over the 256 8-bit levels (eq. 13), "
-            f"and sum_t L_t estimated from {self.likelihood_timesteps} stratified-uniform timesteps, the same "
+            f"and sum_t L_t estimated from {self.likelihood_timesteps} timesteps, one uniform draw from each of "
+            f"{self.likelihood_spacing} strata, the same "
             f"(t, ε) for every class and image; reverse variance fixed to the posterior β̃_t; "
             f"{self.hparams.schedule} schedule, T={self.schedule.num_timesteps}; x in [0,1] is rounded to the "
             "k/255 grid (the representation it was trained on) and mapped to [-1,1]. Each class's term is an "
@@ -227,7 +230,7 @@ class DiffusionModel(FamilyModule):
         weighted terms instead, (n, len(classes), 1 + likelihood_timesteps), without the prior term."""
         generator = torch.Generator().manual_seed(EVAL_SEED)
         x0 = (x.float() * 255).round() / 127.5 - 1  # the 8-bit grid, in [-1, 1]
-        t, weights = self.schedule.stratified_timesteps(self.likelihood_timesteps, generator)
+        t, weights = self.schedule.stratified_timesteps(self.likelihood_timesteps, generator, self.likelihood_spacing)
         noise = self._randn((len(t), *x.shape[1:]), generator)
         t, weights = t.to(self.device), weights.to(self.device)
 

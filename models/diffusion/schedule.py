@@ -217,16 +217,25 @@ class NoiseSchedule(nn.Module):
         a = self.alphas_cumprod[-1]
         return normal_kl(a.sqrt() * x0.double(), 1 - a, torch.zeros_like(a), torch.ones_like(a)).flatten(1).sum(1)
 
-    def stratified_timesteps(self, k: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    def stratified_timesteps(
+        self, k: int, generator: torch.Generator, spacing: str = "uniform"
+    ) -> tuple[Tensor, Tensor]:
         """t = 0 plus one uniform draw from each of ``k`` integer strata of {1..T-1}, with weights.
 
         Σ_t L_t ≈ Σ_i w_i L_{t_i} with w = (1, stratum widths) is then unbiased: the decoder term
-        exactly, the rest by stratified sampling (lower variance than k uniform draws).
+        exactly, the rest by stratified sampling (lower variance than k uniform draws). ``uniform``
+        strata are equally wide; ``quadratic`` ones are equally wide in √t (edges 1 + (T-1)(i/k)²),
+        narrow near t = 0 where the terms are largest and change fastest.
         """
         T = self.num_timesteps
         if not 1 <= k <= T - 1:
             raise DGBenchError(f"model.likelihood_timesteps={k} must be in [1, {T - 1}]")
-        edges = torch.linspace(1, T, k + 1).round().long()
+        if spacing not in ("uniform", "quadratic"):
+            raise DGBenchError(f"model.likelihood_spacing={spacing!r}: choose uniform or quadratic")
+        fraction = torch.linspace(0, 1, k + 1, dtype=torch.float64)
+        edges = (1 + (T - 1) * (fraction if spacing == "uniform" else fraction**2)).round().long()
+        edges = torch.maximum(edges, torch.arange(k + 1) + 1)  # at least one timestep per stratum
+        edges[-1] = T
         widths = edges[1:] - edges[:-1]
         t = edges[:-1] + (torch.rand(k, generator=generator) * widths).long()
         return torch.cat([torch.zeros(1, dtype=torch.long), t]), torch.cat([torch.ones(1), widths.double()])
