@@ -11,15 +11,13 @@ from torch import Tensor
 from dgbench.capabilities import capabilities_of
 from dgbench.evaluation import stats
 from dgbench.evaluation.suites.common import Context, Results, Suite, batched, plt, save_figure, with_ci
+from dgbench.masks import bottom_half_mask, random_pixel_mask
 
 
 def observed_masks(n: int, generator: torch.Generator) -> dict[str, Tensor]:
     """Bool masks (True = observed): random pixels missing at 0/25/50/75%, and the bottom half."""
-    masks = {f"random_{int(100 * p)}": torch.rand(n, 1, 28, 28, generator=generator) >= p for p in (0, 0.25, 0.5, 0.75)}
-    bottom = torch.ones(n, 1, 28, 28, dtype=torch.bool)
-    bottom[:, :, 14:] = False
-    masks["bottom_half"] = bottom
-    return masks
+    masks = {f"random_{int(100 * p)}": random_pixel_mask(n, p, generator) for p in (0, 0.25, 0.5, 0.75)}
+    return {**masks, "bottom_half": bottom_half_mask(n)}
 
 
 def missing_features(model: Any, ctx: Context) -> dict[str, Any]:
