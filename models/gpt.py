@@ -177,11 +177,11 @@ class GPT(FamilyModule):
                 logits, cache = self.net(start if t == 0 else tokens[:, t - 1 : t], cache)
             else:
                 logits, _ = self.net(torch.cat([start, tokens[:, :t]], 1))
-            p = logits[:, -1].float().softmax(-1) * agreeing(tokens[:, t], observed[:, t])  # (N, 16), renormalised
-            p = p / p.sum(-1, keepdim=True)
-            drawn = (p.cumsum(-1) < 1 - uniforms[:, t, None]).sum(-1).clamp(max=SYMBOLS - 1)
+            p = logits[:, -1].float().softmax(-1) * agreeing(tokens[:, t], observed[:, t])  # (N, 16)
+            cdf = p.cumsum(-1)  # a threshold in (0, total]: never a symbol of probability 0
+            drawn = (cdf < (1 - uniforms[:, t, None]) * cdf[:, -1:]).sum(-1).clamp(max=SYMBOLS - 1)
             tokens[:, t] = torch.where(todo[:, t], drawn, tokens[:, t])
-            probabilities[:, t] = p @ every_symbol
+            probabilities[:, t] = (p @ every_symbol) / cdf[:, -1:]
         return tokens, probabilities
 
     # --- capabilities -------------------------------------------------------------------------
