@@ -39,6 +39,7 @@ EXPECTED: dict[str, tuple[str, tuple[str, ...]]] = {
     "naive_bayes": ("generative", EVERYTHING),
     "vae": ("generative", EVERYTHING),
     "pixelcnn": ("generative", EVERYTHING),
+    "gpt": ("generative", EVERYTHING),
     "diffusion": ("generative", EVERYTHING),
     "hmm": ("generative", EVERYTHING),
     "hcrf": ("discriminative", ("classify", "score_anomalies", "explain")),
