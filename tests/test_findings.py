@@ -70,3 +70,10 @@ def test_findings_json_keeps_the_verdicts_of_the_run_it_replaces(tmp_path, monke
     assert again["previous"] == {"a claim": f.HOLDS}
     assert f.since(f.Finding("new", f.EVEN, "", ""), again["previous"]) == "new claim"
     assert f.since(f.Finding("a claim", f.HOLDS, "", ""), again["previous"]) == "unchanged"
+
+
+def test_a_claim_the_report_cannot_decide_is_left_out() -> None:
+    # two classifiers and no curves: no generative sampler, no masks, no outlier scores, no hybrid
+    models = {"d": model("discriminative", 0.9, (0.88, 0.92)), "g": model("generative", 0.8, (0.78, 0.82))}
+    claims = [r.claim for r in f.findings({"models": models}, None)]
+    assert claims == ["they learn different things", "discriminative models classify more accurately"]

@@ -24,6 +24,10 @@ HOLDS, CONTRADICTED, EVEN = "holds", "contradicted", "not distinguishable"
 MASKED = "_masked"  # the benchmark's name for a discriminative preset trained with the VAE's masks
 
 
+class Missing(Exception):
+    """The report lacks what a claim needs (a kind with no model that measures it): the row is left out."""
+
+
 @dataclass(frozen=True)
 class Finding:
     claim: str  # the primer's claim, in its direction ("generative models need less data")
@@ -74,6 +78,8 @@ def best(
 ) -> Cell:
     """The kind's best cell: the highest value, or the lowest where lower is better (FID)."""
     cells = [c for name, m in models.items() if m["kind"] in kinds and (c := cell(name, m, **kw)) is not None]
+    if not cells:
+        raise Missing(f"no {'/'.join(kinds)} model measures it")
     return (min if lowest else max)(cells, key=lambda c: c.value)
 
 
@@ -120,6 +126,8 @@ def curve(points: list[dict[str, Any]], kinds: tuple[str, ...], size: str) -> tu
     """The kind's family with the highest mean accuracy (%) at ``size`` labels, and its per-seed values."""
     kind_of = {p["family"]: p["kind"] for p in points}
     found = {f: v for (f, n), v in accuracies(points).items() if n == size and kind_of[f] in kinds}
+    if not found:
+        raise Missing(f"no {'/'.join(kinds)} curve at {size} labels")
     family = max(found, key=lambda f: sum(found[f]) / len(found[f]))
     return family, found[family]
 
@@ -145,93 +153,84 @@ def versus(models: dict[str, Any], claim: str, first: str, measure: Callable[...
     return Finding(claim, verdict(order(a, b)), f"{a.text(fmt, unit)} vs {b.text(fmt, unit)}", "report.md")
 
 
-def findings(report: dict[str, Any], curves: dict[str, Any] | None) -> list[Finding]:
-    models = report["models"]
-    gen, disc, hyb = ("generative",), ("discriminative",), ("hybrid",)
-    rows: list[Finding] = []
-
+def learns_row(models: dict[str, Any]) -> Finding:
     kinds = sorted({m["kind"] for m in models.values()})
     learns = "; ".join(
         f"{k}: {next(m['learns'] for m in models.values() if m['kind'] == k)} "
         f"({sum(m['kind'] == k for m in models.values())} models)"
         for k in kinds
     )
-    rows.append(Finding("they learn different things", f"{HOLDS} (by construction)", learns, "report.md"))
+    return Finding("they learn different things", f"{HOLDS} (by construction)", learns, "report.md")
 
-    samplers = {
-        k: sorted(n for n, m in models.items() if m["kind"] == k and "sample" in m["capabilities"]) for k in kinds
-    }
-    all_gen = all("sample" in m["capabilities"] for m in models.values() if m["kind"] == "generative")
-    g = best(models, gen + hyb, fid, lowest=True)
-    rows.append(
-        Finding(
-            "only generative models generate",
-            HOLDS if all_gen and not samplers.get("discriminative") else CONTRADICTED,
-            f"{len(samplers.get('generative', []))} of {sum(m['kind'] == 'generative' for m in models.values())} "
-            f"generative models sample, {len(samplers.get('discriminative', []))} discriminative; "
-            f"best FID {g.text(lambda v: f'{v:.2f}')}",
-            "report.md",
-        )
+
+def generate_row(models: dict[str, Any]) -> Finding:
+    count = {k: [m for m in models.values() if m["kind"] == k] for k in ("generative", "discriminative")}
+    sampling = {k: sum("sample" in m["capabilities"] for m in v) for k, v in count.items()}
+    holds = sampling["generative"] == len(count["generative"]) and not sampling["discriminative"]
+    g = best(models, ("generative", "hybrid"), fid, lowest=True)
+    text = (
+        f"{sampling['generative']} of {len(count['generative'])} generative models sample, "
+        f"{sampling['discriminative']} discriminative; best FID {g.text(lambda v: f'{v:.2f}')}"
     )
+    return Finding("only generative models generate", HOLDS if holds else CONTRADICTED, text, "report.md")
 
-    rows.append(versus(models, "discriminative models classify more accurately", "discriminative", accuracy, pct, " %"))
 
-    if curves and curves.get("points"):
-        (g, a), (d, b) = curve(curves["points"], gen, "100"), curve(curves["points"], disc, "100")
-        test = welch(a, b)
-        text = f"{g} {sum(a) / len(a):.1f} % vs {d} {sum(b) / len(b):.1f} % ({len(a)} vs {len(b)} seeds)"
-        text += f": {welch_text(test)}" if test else ""
-        rows.append(Finding("generative models need less data (100 labels)", decided(test), text, "curves.md"))
+def data_row(points: list[dict[str, Any]]) -> Finding:
+    (g, a), (d, b) = curve(points, ("generative",), "100"), curve(points, ("discriminative",), "100")
+    test = welch(a, b)
+    text = f"{g} {sum(a) / len(a):.1f} % vs {d} {sum(b) / len(b):.1f} % ({len(a)} vs {len(b)} seeds)"
+    text += f": {welch_text(test)}" if test else ""
+    return Finding("generative models need less data (100 labels)", decided(test), text, "curves.md")
 
+
+def missing_row(models: dict[str, Any]) -> Finding:
+    disc = ("discriminative",)
     plain, masked = best(models, disc, missing, masked=False), best(models, disc, missing, masked=True)
-    g = best(models, gen, missing)
+    g = best(models, ("generative",), missing)
     rel_plain, rel_masked = order(g, plain), order(g, masked)
-    v = (
-        verdict(rel_plain)
-        if rel_plain == rel_masked
-        else f"{verdict(rel_plain)} against plain classifiers, " + (f"{verdict(rel_masked)} against mask-trained ones")
-    )
-    rows.append(
-        Finding(
-            "generative models cope better with missing features (50 % missing)",
-            v,
-            f"{g.text(pct, ' %')} vs {plain.text(pct, ' %')}; mask-trained {masked.text(pct, ' %')}",
-            "report.md",
-        )
-    )
+    v = verdict(rel_plain)
+    if rel_plain != rel_masked:
+        v = f"{v} against plain classifiers, {verdict(rel_masked)} against mask-trained ones"
+    text = f"{g.text(pct, ' %')} vs {plain.text(pct, ' %')}; mask-trained {masked.text(pct, ' %')}"
+    return Finding("generative models cope better with missing features (50 % missing)", v, text, "report.md")
 
-    rows.append(
-        versus(models, "generative models are more interpretable (deletion gain)", "generative", deletion_gain, num)
-    )
 
-    times = {
-        k: [(m.get("training") or {}).get("train_time_s") for m in models.values() if m["kind"] == k] for k in kinds
-    }
-    lo = {k: min(t for t in v if t is not None) for k, v in times.items()}
-    hi = {k: max(t for t in v if t is not None) for k, v in times.items()}
-    v = (
-        HOLDS
-        if hi["discriminative"] < lo["generative"]
-        else CONTRADICTED
-        if hi["generative"] < lo["discriminative"]
-        else "depends on the family"
-    )
-    rows.append(
-        Finding(
-            "generative models cost more to train",
-            v,
-            f"training s: generative {lo['generative']:.3g}-{hi['generative']:.3g}, "
-            f"discriminative {lo['discriminative']:.0f}-{hi['discriminative']:.0f} (one run each, no interval)",
-            "report.md",
-        )
-    )
+def cost_row(models: dict[str, Any]) -> Finding:
+    times = {}
+    for k in ("generative", "discriminative"):
+        values = [t for m in models.values() if m["kind"] == k if (t := (m.get("training") or {}).get("train_time_s"))]
+        if not values:
+            raise Missing(k)
+        times[k] = (min(values), max(values))
+    (g_lo, g_hi), (d_lo, d_hi) = times["generative"], times["discriminative"]
+    v = HOLDS if d_hi < g_lo else CONTRADICTED if g_hi < d_lo else "depends on the family"
+    text = f"training s: generative {g_lo:.3g}-{g_hi:.3g}, discriminative {d_lo:.3g}-{d_hi:.3g} (one run each, no interval)"
+    return Finding("generative models cost more to train", v, text, "report.md")
 
-    for group in ("far", "near"):
-        claim = f"generative models detect outliers ({group}, AUROC)"
-        rows.append(versus(models, claim, "generative", ood, num, group=group))
 
-    if curves and curves.get("points"):
-        rows.append(spectrum_row(curves["points"]))
+def findings(report: dict[str, Any], curves: dict[str, Any] | None) -> list[Finding]:
+    """One row per primer claim, in the primer's order; a claim the report cannot decide is left out."""
+    models, points = report["models"], (curves or {}).get("points") or []
+    builders: list[Callable[[], Finding]] = [
+        lambda: learns_row(models),
+        lambda: generate_row(models),
+        lambda: versus(models, "discriminative models classify more accurately", "discriminative", accuracy, pct, " %"),
+        lambda: data_row(points),
+        lambda: missing_row(models),
+        lambda: versus(models, "generative models are more interpretable (deletion gain)", "generative", deletion_gain, num),
+        lambda: cost_row(models),
+        *(
+            lambda group=group: versus(models, f"generative models detect outliers ({group}, AUROC)", "generative", ood, num, group=group)
+            for group in ("far", "near")
+        ),
+        lambda: spectrum_row(points),
+    ]  # fmt: skip
+    rows = []
+    for build in builders:
+        try:
+            rows.append(build())
+        except Missing:
+            continue
     return rows
 
 
