@@ -110,5 +110,11 @@ class FamilyModule(L.LightningModule):
         return {"dataset": datamodule.name, "val_size": int(datamodule.val_size), "seed": int(datamodule.seed)}
 
     @property
+    def trained_on_missing_pixels(self) -> bool:
+        """Whether training showed the model images with pixels missing (random masks), so that a
+        missing-feature comparison can set like against like; a family that does says so."""
+        return False
+
+    @property
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -59,6 +59,10 @@ class LogitClassifier(FamilyModule):
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
 
     @property
+    def trained_on_missing_pixels(self) -> bool:
+        return self.mask_channel  # trained on the VAE's random masks, the mask as a second channel
+
+    @property
     def in_channels(self) -> int:
         """Channels of the network input: the image, plus the mask with ``mask_channel``."""
         return 2 if self.mask_channel else 1

@@ -77,3 +77,21 @@ def test_a_claim_the_report_cannot_decide_is_left_out() -> None:
     models = {"d": model("discriminative", 0.9, (0.88, 0.92)), "g": model("generative", 0.8, (0.78, 0.82))}
     claims = [r.claim for r in f.findings({"models": models}, None)]
     assert claims == ["they learn different things", "discriminative models classify more accurately"]
+
+
+def test_mask_trained_models_are_known_by_what_the_report_says_not_by_name() -> None:
+    def with_missing(kind: str, acc: float, ci: tuple, masks: bool | None) -> dict:
+        m = model(kind, acc, ci)
+        m["suites"]["missing_features"] = {"n": 1000, "random_50": {"accuracy": acc, "accuracy_ci": list(ci)}}
+        return m if masks is None else {**m, "trained_on_missing_pixels": masks}
+
+    models = {
+        "plain": with_missing("discriminative", 0.80, (0.78, 0.82), False),
+        "robust": with_missing("discriminative", 0.95, (0.94, 0.96), True),  # no "_masked" in its name
+        "legacy": with_missing("discriminative", 0.90, (0.89, 0.91), None),  # a report from before the key
+    }
+    assert f.best(models, ("discriminative",), f.missing, masked=True).model == "robust"
+    assert f.best(models, ("discriminative",), f.missing, masked=False).model == "legacy"
+    renamed = {("legacy_masked" if k == "legacy" else k): v for k, v in models.items()}  # the old name rule
+    masked = [n for n, m in renamed.items() if f.missing(n, m, masked=True)]
+    assert sorted(masked) == ["legacy_masked", "robust"]

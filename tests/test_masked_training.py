@@ -218,3 +218,13 @@ def test_masked_presets_train_through_train_py(tmp_path: Path) -> None:
     metrics = train(compose_config(["experiment=logistic_regression_masked", *TINY, *steps], tmp_path))
     assert metrics["num_parameters"] == 2 * PIXELS * 10 + 10 and metrics["global_step"] == 4
     assert load_model(tmp_path / "checkpoints" / "best.ckpt").mask_channel
+
+
+def test_a_mask_trained_classifier_says_so_and_the_report_records_it(tmp_path: Path) -> None:
+    from dgbench.evaluation.records import model_record
+
+    plain, masked = LogisticRegression(), LogisticRegression(mask_channel=True)
+    assert (plain.trained_on_missing_pixels, masked.trained_on_missing_pixels) == (False, True)
+    path = tmp_path / "model.ckpt"
+    torch.save({"state_dict": masked.state_dict()}, path)
+    assert model_record(masked, path, {})["trained_on_missing_pixels"] is True

@@ -21,7 +21,7 @@ from dgbench.evaluation.stats import welch
 from dgbench.runtime import write_json
 
 HOLDS, CONTRADICTED, EVEN = "holds", "contradicted", "not distinguishable"
-MASKED = "_masked"  # the benchmark's name for a discriminative preset trained with the VAE's masks
+MASKED = "_masked"  # how reports written before trained_on_missing_pixels name a mask-trained preset
 
 
 class Missing(Exception):
@@ -90,7 +90,8 @@ def accuracy(name: str, m: dict[str, Any]) -> Cell | None:
 
 def missing(name: str, m: dict[str, Any], masked: bool | None = None) -> Cell | None:
     mf = m["suites"].get("missing_features")
-    if not mf or (masked is not None and name.endswith(MASKED) != masked):
+    trained_on_masks = m.get("trained_on_missing_pixels", name.endswith(MASKED))  # older reports: the name
+    if not mf or (masked is not None and trained_on_masks != masked):
         return None
     r = mf["random_50"]
     return Cell(name, r["accuracy"], tuple(r["accuracy_ci"]), mf["n"])

@@ -187,6 +187,7 @@ def model_record(model: Any, ckpt: Path, budget: dict[str, int]) -> dict[str, An
         "checkpoint": portable_path(ckpt),
         "sha256": file_digest(ckpt),
         "capabilities": capabilities_of(model),
+        "trained_on_missing_pixels": model.trained_on_missing_pixels,
         "training": portable_training(RunDir.of_checkpoint(ckpt).metrics()),
         "budget": budget,
         "suites": {},
