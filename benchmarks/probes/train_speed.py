@@ -41,6 +41,7 @@ PRESETS = {
     "m2": "m2",
     "vae_finetuned": "vae_finetuned",
     "hmm": "hmm",
+    "gpt": "gpt_cpu",
 }
 VARIANTS = ("fp32", "bf16", "channels_last", "bf16_channels_last", "compile", "threads2")
 
