@@ -15,6 +15,9 @@ Stages (presets in configs/benchmark.yaml):
             on the full test set (Ng & Jordan 2001's experiment), curves.json/.md, learning_curves.png;
             a point at n reads exactly n labels (no validation, fixed steps, last checkpoint), once
             per seed (each its own subset), shown as mean ± sd (dgbench/evaluation/curves.py)
+            (the preset's ``seeds``: the families named there are also trained and evaluated with
+            the extra seeds on the suites that decide verdicts, a report in <out>/seeds; the findings
+            combine a family's seeds into one cell with an interval over seeds and images)
   fashion   the hard OOD direction: families trained on Fashion-MNIST, MNIST as the OOD set
 A run whose metrics.json says complete is reused, so an interrupted benchmark goes on where it
 stopped, and a stage run on its own trains what it lacks. Each stage prints a progress line;
@@ -126,6 +129,17 @@ def family_jobs(preset: Any, common: list[str], runs: Path) -> list[Job]:
     return [(family, [*common, *overrides], runs / family) for family, overrides in preset.families.items()]
 
 
+def seed_jobs(preset: Any, common: list[str], runs: Path) -> list[Job]:
+    """The extra training seeds behind the head-to-head's cells (the preset's ``seeds``): each named
+    family's own overrides with another seed, into <runs>/seeds/<family>@s<seed>."""
+    spec = preset.get("seeds") or {}
+    return [
+        (f"{family}@s{seed}", [*common, *preset.families[family], f"seed={seed}"], runs / "seeds" / f"{family}@s{seed}")
+        for seed in spec.get("values") or []
+        for family in spec.get("families") or []
+    ]
+
+
 def fashion_jobs(preset: Any, common: list[str], runs: Path) -> list[Job]:
     return [
         (f"{family} on fashion", [*common, *preset.families[family], "data=fashion_mnist"], runs / "fashion" / family)
@@ -138,6 +152,8 @@ def stage_train(preset: Any, common: list[str], runs: Path, workers: int, stages
     jobs = family_jobs(preset, common, runs)[::-1]
     longest = list(preset.get("longest_first") or [])  # a preset that lists families in report order
     jobs.sort(key=lambda job: longest.index(job[0]) if job[0] in longest else len(longest))
+    if "evaluate" in stages:
+        jobs += seed_jobs(preset, common, runs)[::-1]
     if "fashion" in stages:
         jobs += fashion_jobs(preset, common, runs)[::-1]
     if "curves" in stages:
@@ -155,6 +171,11 @@ def stage_train(preset: Any, common: list[str], runs: Path, workers: int, stages
         for family in (preset.families if "evaluate" in stages else [])
         for suite in (SUITE_NAMES if family in split else [None])
     ]
+    seed_suites = list((preset.get("seeds") or {}).get("suites") or [])
+    evaluations += [
+        (f"evaluate {name}", evaluate_family, (preset, name, runs, seed_suites), str(run_dir))
+        for name, _, run_dir in (seed_jobs(preset, common, runs) if "evaluate" in stages else [])
+    ]
     say(f"  {len(unique)} runs, {len(evaluations)} evaluations, {workers} at a time")
     train_runs(list(unique.values()), workers, evaluations)
 
@@ -171,17 +192,21 @@ def run_evaluate(overrides: list[str], out: Path, runs: Path) -> None:
     evaluate(compose_config([*overrides, *records], out, config_name="evaluate"))
 
 
-def evaluate_family(preset: Any, family: str, runs: Path, suite: str | None = None) -> Path:
-    """evaluate.py on one family (every suite, or only ``suite``) with the preset's budgets, and the
-    family's own where the preset sets them (``evaluate_families``); its records go to
-    <runs>/evaluate/families/<family>, its results to the shared cache."""
-    out = runs / "evaluate" / "families" / (family if suite is None else f"{family}.{suite}")
-    overrides = [f"ckpts=[{runs / family}]", f"names=[{family}]", *preset.evaluate]
-    overrides += list((preset.get("evaluate_families") or {}).get(family) or [])
-    overrides += [f"suites=[{suite}]"] if suite else []
-    say(f"  evaluating {family}{f' ({suite})' if suite else ''}")
+def evaluate_family(preset: Any, family: str, runs: Path, suite: str | list[str] | None = None) -> Path:
+    """evaluate.py on one family (every suite, or only ``suite``: one or a list) with the preset's budgets,
+    and the family's own where the preset sets them (``evaluate_families``); its records go to
+    <runs>/evaluate/families/<family>, its results to the shared cache. ``family`` may name an extra
+    seed's run, ``<family>@s<seed>`` (:func:`seed_jobs`), evaluated as its family is."""
+    tag = "" if suite is None else f".{suite}" if isinstance(suite, str) else ".seeds"  # a list: the seeds' suites
+    out = runs / "evaluate" / "families" / f"{family}{tag}"
+    run_dir = runs / "seeds" / family if "@" in family else runs / family
+    overrides = [f"ckpts=[{run_dir}]", f"names=[{family}]", *preset.evaluate]
+    overrides += list((preset.get("evaluate_families") or {}).get(family.split("@")[0]) or [])
+    overrides += [f"suites=[{suite if isinstance(suite, str) else ','.join(suite)}]"] if suite else []
+    shown = f" ({suite if isinstance(suite, str) else ', '.join(suite)})" if suite else ""
+    say(f"  evaluating {family}{shown}")
     evaluate(compose_config([*overrides, f"cache_dir={evaluation_cache(runs)}"], out, config_name="evaluate"))
-    say(f"  evaluated {family}{f' ({suite})' if suite else ''}")
+    say(f"  evaluated {family}{shown}")
     return out
 
 
@@ -191,6 +216,12 @@ def stage_evaluate(preset: Any, runs: Path, out: Path) -> None:
     say(f"  evaluating {len(preset.families)} families -> {out}")
     dirs = [evaluate_family(preset, family, runs) for family in preset.families]
     evaluate(compose_config([f"records=[{','.join(str(d) for d in dirs)}]"], out, config_name="evaluate"))
+    seeds = preset.get("seeds") or {}
+    if seeds.get("families"):  # every seed of the seeded families, the deciding suites: <out>/seeds
+        say(f"  evaluating {len(seeds.families)} families at seeds {list(seeds['values'])} -> {out / 'seeds'}")
+        names = [*seeds.families, *(name for name, _, _ in seed_jobs(preset, [], runs))]
+        dirs = [evaluate_family(preset, name, runs, list(seeds.suites)) for name in names]
+        evaluate(compose_config([f"records=[{','.join(str(d) for d in dirs)}]"], out / "seeds", config_name="evaluate"))
 
 
 def stage_curves(preset: Any, common: list[str], runs: Path, out: Path, workers: int) -> None:

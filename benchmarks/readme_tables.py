@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dgbench.evaluation.findings import findings, markdown
+from dgbench.evaluation.findings import findings, markdown, read_run
 
 BEGIN, END = "<!-- findings -->", "<!-- /findings -->"
 
@@ -127,19 +127,12 @@ def second_table(models: dict[str, Any]) -> list[str]:
     return lines
 
 
-def load(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    report = json.loads((folder / "report.json").read_text())
-    curves = json.loads((folder / "curves.json").read_text()) if (folder / "curves.json").exists() else {"points": []}
-    return report, curves
-
-
 def findings_block(folder: Path) -> str:
     """README's findings table between its markers, naming the command that wrote it."""
-    report, curves = load(folder)
     record = folder / "findings.json"  # the benchmark writes it; its "previous" says what changed
     previous = json.loads(record.read_text()).get("previous") if record.exists() else None
     lines = [BEGIN, f"<!-- python benchmarks/readme_tables.py {folder.as_posix()} --readme README.md -->"]
-    return "\n".join(lines + markdown(findings(report, curves), folder.as_posix(), previous) + [END])
+    return "\n".join(lines + markdown(findings(*read_run(folder)), folder.as_posix(), previous) + [END])
 
 
 def with_findings(readme: str, folder: Path) -> str:
@@ -159,10 +152,10 @@ def main() -> None:
         args.readme.write_text(with_findings(args.readme.read_text(), args.folder))
         print(f"{args.readme}: findings table from {args.folder}")
         return
-    report, curves = load(args.folder)
-    models = report["models"]
+    report, curves, seeds = read_run(args.folder)
+    models, curves = report["models"], curves or {"points": []}
     print(f"<!-- python benchmarks/readme_tables.py {args.folder.as_posix()} -->")
-    print("\n".join(markdown(findings(report, curves), args.folder.as_posix())))
+    print("\n".join(markdown(findings(report, curves, seeds), args.folder.as_posix())))
     print()
     print("\n".join(first_table(models, curves["points"])))
     print()

@@ -40,6 +40,14 @@ def test_the_benchmark_runs_every_stage_and_writes_every_file_the_readme_links(t
     assert fashion["in_distribution"] == "fashion_mnist" and list(fashion["models"]) == list(
         TINY_PRESET.fashion.families
     )
+    # The seeded families at every seed, on the deciding suites only: their own runs, not copies.
+    seeded = json.loads((out / "seeds" / "report.json").read_text())["models"]
+    spec = TINY_PRESET.seeds
+    assert set(seeded) == {*spec.families, *(f"{f}@s{s}" for f in spec.families for s in spec["values"])}
+    assert all(set(m["suites"]) == set(spec.suites) for m in seeded.values())
+    accuracies = {name: m["suites"]["classification"]["accuracy"] for name, m in seeded.items()}
+    assert accuracies["naive_bayes"] == report["models"]["naive_bayes"]["suites"]["classification"]["accuracy"]
+    assert len({m["sha256"] for m in seeded.values()}) == len(seeded)  # another seed, another checkpoint
     timings = json.loads((out / "benchmark.json").read_text())
     assert set(timings["stages_s"]) == {"train", "evaluate", "curves", "fashion"} and timings["torch_version"]
 

@@ -59,7 +59,9 @@ def test_findings_json_keeps_the_verdicts_of_the_run_it_replaces(tmp_path, monke
     import json
 
     verdicts = iter([f.HOLDS, f.HOLDS, f.EVEN, f.EVEN])  # four runs: the first two agree, then one changes
-    monkeypatch.setattr(f, "findings", lambda report, curves: [f.Finding("a claim", next(verdicts), "1 vs 2", "r.md")])
+    monkeypatch.setattr(
+        f, "findings", lambda report, curves, seeds: [f.Finding("a claim", next(verdicts), "1 vs 2", "r.md")]
+    )
     (tmp_path / "report.json").write_text(json.dumps({"models": {}}))
     assert f.write_findings(tmp_path)["previous"] is None  # the first run: nothing to compare with
     assert f.write_findings(tmp_path)["previous"] is None  # a rerun with the same verdicts keeps what it had
@@ -95,3 +97,19 @@ def test_mask_trained_models_are_known_by_what_the_report_says_not_by_name() -> 
     renamed = {("legacy_masked" if k == "legacy" else k): v for k, v in models.items()}  # the old name rule
     masked = [n for n, m in renamed.items() if f.missing(n, m, masked=True)]
     assert sorted(masked) == ["legacy_masked", "robust"]
+
+
+def test_a_family_at_several_seeds_is_one_cell_with_seed_and_evaluation_spread() -> None:
+    accs, cis = [0.90, 0.92, 0.94], [(0.88, 0.91), (0.90, 0.93), (0.92, 0.95)]  # each 0.02 below, 0.01 above
+    seeds = {"models": {name: model("discriminative", acc, ci)
+                        for name, acc, ci in zip(["d", "d@s43", "d@s44"], accs, cis, strict=True)}}  # fmt: skip
+    report = {"models": {"d": model("discriminative", 0.90, (0.88, 0.91)), "g": model("generative", 0.5, (0.45, 0.55))}}
+    seed_half = scipy_stats.t.ppf(0.975, 2) * 0.02 / 3**0.5  # sd of 0.90, 0.92, 0.94 is 0.02
+    rows = {r.claim: r for r in f.findings(report, None, seeds)}
+    row = rows["discriminative models classify more accurately"]
+    low, high = 0.92 - (seed_half**2 + 0.02**2) ** 0.5, 0.92 + (seed_half**2 + 0.01**2) ** 0.5
+    assert f"d 92.0 [{100 * low:.1f}, {100 * high:.1f}] % (n = 1000, 3 seeds)" in row.numbers
+    assert row.verdict == f"{f.HOLDS}, conditional on one checkpoint of g"  # g was trained once
+    assert "conditional" not in f.findings({"models": {k: report["models"]["d"] for k in ("d",)} | {
+        "g": report["models"]["g"]}}, None, {"models": {**seeds["models"], "g": report["models"]["g"],
+        "g@s43": report["models"]["g"]}})[1].verdict  # fmt: skip

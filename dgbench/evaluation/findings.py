@@ -4,8 +4,9 @@ Every verdict is computed here from the numbers, by one rule written down before
 read (results/protocol.md): the best model of one kind against the best of the other, and a
 difference counts only where its 95 % intervals do not overlap (Wilson for accuracies, DeLong for
 AUROC, bootstrap for FID and the deletion gain) or, for the learning curves, where Welch's test over
-seeds rejects at 0.05. Otherwise the verdict is "not distinguishable". README's findings table is
-this module's output (``python benchmarks/readme_tables.py --readme README.md``), never typed.
+seeds rejects at 0.05. Otherwise the verdict is "not distinguishable". A family trained at several
+seeds (the benchmark's <results>/seeds report) enters as one cell over its seeds (:func:`combined`); a
+verdict that rests on a single checkpoint says so. README's findings table is this module's output (``python benchmarks/readme_tables.py --readme README.md``), never typed.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dgbench.evaluation.curves import accuracies, spectrum_tests
-from dgbench.evaluation.stats import welch
+from dgbench.evaluation.stats import seed_mean, welch
 from dgbench.runtime import write_json
 
 HOLDS, CONTRADICTED, EVEN = "holds", "contradicted", "not distinguishable"
@@ -42,11 +43,27 @@ class Cell:
     value: float
     ci: tuple[float, float] | None
     n: int | None = None
+    seeds: int = 1  # training runs behind the cell
 
     def text(self, fmt: Callable[[float], str], unit: str = "") -> str:
         ci = f" [{fmt(self.ci[0])}, {fmt(self.ci[1])}]" if self.ci else ""
-        n = f" (n = {self.n})" if self.n else ""
+        runs = f"{self.seeds} seeds" if self.seeds > 1 else "one checkpoint"
+        n = f" (n = {self.n}, {runs})" if self.n else f" ({runs})"
         return f"{self.model} {fmt(self.value)}{ci}{unit}{n}"
+
+
+def combined(cells: list[Cell]) -> Cell:
+    """One cell from a family's k training seeds, each measured on the same evaluation images: the mean
+    over seeds, and an interval that adds the spread over seeds (Student's t at k - 1 degrees of
+    freedom on the mean) to the evaluation interval (the seeds' mean distance from value to each end;
+    not shrunk by k, since the seeds share the test images), in quadrature on each side."""
+    k, over_seeds = len(cells), seed_mean([c.value for c in cells])
+    mean, seed_half = over_seeds["mean"], over_seeds["ci"][1] - over_seeds["mean"]
+    if any(c.ci is None for c in cells):
+        return Cell(cells[0].model, mean, None, cells[0].n, k)
+    below = (seed_half**2 + (sum(c.value - c.ci[0] for c in cells) / k) ** 2) ** 0.5
+    above = (seed_half**2 + (sum(c.ci[1] - c.value for c in cells) / k) ** 2) ** 0.5
+    return Cell(cells[0].model, mean, (mean - below, mean + above), cells[0].n, k)
 
 
 def pct(v: float) -> str:
@@ -69,15 +86,28 @@ def order(a: Cell, b: Cell, higher_is_better: bool = True) -> str:
     return "~"
 
 
-def verdict(relation: str) -> str:
-    return {">": HOLDS, "<": CONTRADICTED}.get(relation, EVEN)
+def verdict(relation: str, *cells: Cell) -> str:
+    """The verdict of ``relation``; with the deciding ``cells``, it says which rest on one checkpoint."""
+    return {">": HOLDS, "<": CONTRADICTED}.get(relation, EVEN) + conditional(*cells)
+
+
+def conditional(*cells: Cell) -> str:
+    """', conditional on one checkpoint of ...' for the deciding cells trained once, else ''."""
+    single = [c.model.split(" (")[0] for c in cells if c.seeds < 2]
+    return f", conditional on one checkpoint of {' and '.join(single)}" if single else ""
 
 
 def best(
     models: dict[str, Any], kinds: tuple[str, ...], cell: Callable[..., Cell | None], lowest: bool = False, **kw: Any
 ) -> Cell:
-    """The kind's best cell: the highest value, or the lowest where lower is better (FID)."""
-    cells = [c for name, m in models.items() if m["kind"] in kinds and (c := cell(name, m, **kw)) is not None]
+    """The kind's best cell: the highest value, or the lowest where lower is better (FID). A model with
+    several training seeds (``seed_models``, from :func:`findings`) is one :func:`combined` cell."""
+
+    def measured(name: str, m: dict[str, Any]) -> Cell | None:
+        replicas = [c for r in m.get("seed_models") or [] if (c := cell(name, r, **kw)) is not None]
+        return combined(replicas) if len(replicas) > 1 else cell(name, m, **kw)
+
+    cells = [c for name, m in models.items() if m["kind"] in kinds and (c := measured(name, m)) is not None]
     if not cells:
         raise Missing(f"no {'/'.join(kinds)} model measures it")
     return (min if lowest else max)(cells, key=lambda c: c.value)
@@ -151,7 +181,7 @@ def versus(models: dict[str, Any], claim: str, first: str, measure: Callable[...
     """The claim that the best ``first``-kind model beats the best of the other pure kind on ``measure``."""
     other = "discriminative" if first == "generative" else "generative"
     a, b = best(models, (first,), measure, **kw), best(models, (other,), measure, **kw)
-    return Finding(claim, verdict(order(a, b)), f"{a.text(fmt, unit)} vs {b.text(fmt, unit)}", "report.md")
+    return Finding(claim, verdict(order(a, b), a, b), f"{a.text(fmt, unit)} vs {b.text(fmt, unit)}", "report.md")
 
 
 def learns_row(models: dict[str, Any]) -> Finding:
@@ -192,6 +222,7 @@ def missing_row(models: dict[str, Any]) -> Finding:
     v = verdict(rel_plain)
     if rel_plain != rel_masked:
         v = f"{v} against plain classifiers, {verdict(rel_masked)} against mask-trained ones"
+    v += conditional(g, plain, *([masked] if rel_plain != rel_masked else []))
     text = f"{g.text(pct, ' %')} vs {plain.text(pct, ' %')}; mask-trained {masked.text(pct, ' %')}"
     return Finding("generative models cope better with missing features (50 % missing)", v, text, "report.md")
 
@@ -209,9 +240,17 @@ def cost_row(models: dict[str, Any]) -> Finding:
     return Finding("generative models cost more to train", v, text, "report.md")
 
 
-def findings(report: dict[str, Any], curves: dict[str, Any] | None) -> list[Finding]:
-    """One row per primer claim, in the primer's order; a claim the report cannot decide is left out."""
-    models, points = report["models"], (curves or {}).get("points") or []
+def findings(
+    report: dict[str, Any], curves: dict[str, Any] | None, seeds: dict[str, Any] | None = None
+) -> list[Finding]:
+    """One row per primer claim, in the primer's order; a claim the report cannot decide is left out.
+    ``seeds``: the report of the seeded families' training seeds on the deciding suites, models named
+    ``<family>`` and ``<family>@s<seed>`` (benchmarks/primer.py); each such family's cells combine them."""
+    replicas: dict[str, list[dict[str, Any]]] = {}
+    for name, m in ((seeds or {}).get("models") or {}).items():
+        replicas.setdefault(name.split("@")[0], []).append(m)
+    models = {name: {**m, "seed_models": replicas.get(name, [])} for name, m in report["models"].items()}
+    points = (curves or {}).get("points") or []
     builders: list[Callable[[], Finding]] = [
         lambda: learns_row(models),
         lambda: generate_row(models),
@@ -257,13 +296,21 @@ def since(row: Finding, previous: dict[str, str] | None) -> str:
     return "unchanged" if previous[row.claim] == row.verdict else f"was: {previous[row.claim]}"
 
 
+def read_run(folder: Path) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
+    """A benchmark's report.json, curves.json and seeds/report.json (None where absent): what
+    :func:`findings` reads."""
+    report, curves, seeds = (
+        json.loads(path.read_text()) if path.exists() else None
+        for path in (folder / "report.json", folder / "curves.json", folder / "seeds" / "report.json")
+    )
+    return report, curves, seeds
+
+
 def write_findings(folder: Path) -> dict[str, Any]:
     """``folder``/findings.json from its report.json and curves.json: the verdicts as data, and the verdicts
     of the findings.json it replaces (``previous``) where those differ; kept as they were where nothing
     changed, so a rerun that reproduces a run does not erase what the run before it said."""
-    report = json.loads((folder / "report.json").read_text())
-    curves = json.loads((folder / "curves.json").read_text()) if (folder / "curves.json").exists() else None
-    rows = [asdict(r) for r in findings(report, curves)]
+    rows = [asdict(r) for r in findings(*read_run(folder))]
     path = folder / "findings.json"
     old = json.loads(path.read_text()) if path.exists() else {}
     previous = (
