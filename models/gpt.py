@@ -46,6 +46,15 @@ NO_CLASS = SYMBOLS + NUM_CLASSES  # start tokens: SYMBOLS + y for class y, then 
 CHUNK = 128  # images per forward pass at inference
 
 
+def next_token_log_probs(
+    net: DecoderTransformer, start: Tensor, tokens: Tensor, states: list[Tensor] | None = None
+) -> Tensor:
+    """log p(s_t = . | c, s_<t) for every position, (N, T, 16) float32: one teacher-forced pass over the
+    start tokens (N, 1) and tokens[:, :-1]; ``states`` receives every block's output (DecoderTransformer)."""
+    logits, _ = net(torch.cat([start, tokens[:, :-1]], 1), states=states)
+    return logits.float().log_softmax(-1)
+
+
 class GPT(FamilyModule):
     """Capabilities: classify (Bayes rule), sample, likelihood, score_anomalies, impute, explain."""
 
@@ -100,8 +109,7 @@ class GPT(FamilyModule):
         Token t's factor sums p(s | s_<t, c) over the symbols s that agree with its observed pixels: exact
         marginalisation of its own missing pixels; a token with none observed contributes exactly 0.
         """
-        logits, _ = self.net(torch.cat([self.start(labels), tokens[:, :-1]], 1))
-        log_p = logits.float().log_softmax(-1)  # (N, T, 16)
+        log_p = next_token_log_probs(self.net, self.start(labels), tokens)  # (N, T, 16)
         if observed is None:
             return log_p.gather(-1, tokens[..., None])[..., 0]
         known = to_patches(observed)  # (N, T, 4)

@@ -42,15 +42,22 @@ def labelled(cfg: Any) -> dict[str, Any]:
     return datamodule.splits
 
 
-@pytest.mark.parametrize("family", list(PRESETS.cpu.curves.families))
-def test_a_run_at_n_100_reads_exactly_100_labels_and_selects_nothing_on_validation(family: str, tmp_path: Path) -> None:
+CURVE_FAMILIES = [("cpu", f) for f in PRESETS.cpu.curves.families] + [
+    ("cpu_full", f) for f in PRESETS.cpu_full.curves.families if f not in PRESETS.cpu.curves.families
+]
+
+
+@pytest.mark.parametrize(("preset", "family"), CURVE_FAMILIES)
+def test_a_run_at_n_100_reads_exactly_100_labels_and_selects_nothing_on_validation(
+    preset: str, family: str, tmp_path: Path
+) -> None:
     from train import build_callbacks
 
-    for overrides, _, seed in jobs_at("cpu", family, 100):
+    for overrides, _, seed in jobs_at(preset, family, 100):
         cfg = compose_config(overrides, tmp_path)
         splits = labelled(cfg)
         train_labels = splits["train"][1]
-        if PRESETS.cpu.curves.families[family].get("size_setting") == "data.label_size":
+        if PRESETS[preset].curves.families[family].get("size_setting") == "data.label_size":
             # semi-supervised: every training image (no validation split), exactly 100 of them labelled
             assert len(train_labels) == 60000 and int((train_labels >= 0).sum()) == 100
         else:
@@ -64,7 +71,7 @@ def test_a_run_at_n_100_reads_exactly_100_labels_and_selects_nothing_on_validati
             c for c in build_callbacks(cfg, instantiate(cfg.model, _convert_="all")) if isinstance(c, ModelCheckpoint)
         ]
         assert [(Path(c.filename).name, c.monitor) for c in checkpoints] == [("last", None)]
-        steps = PRESETS.cpu.curves.families[family].steps
+        steps = PRESETS[preset].curves.families[family].steps
         if steps is not None:  # step-bounded: saved once, at the last step
             assert cfg.trainer.max_steps == steps and checkpoints[0]._every_n_train_steps == steps
 

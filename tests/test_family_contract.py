@@ -48,6 +48,7 @@ EXPECTED: dict[str, tuple[str, tuple[str, ...]]] = {
     "decision_tree": ("discriminative", ("classify", "score_anomalies", "explain")),
     "m2": ("hybrid", ("classify", "sample", "score_anomalies", "log_likelihood", "explain")),
     "vae_finetuned": ("hybrid", ("classify", "score_anomalies", "explain")),
+    "gpt_finetuned": ("hybrid", ("classify", "score_anomalies", "log_likelihood")),
 }
 
 

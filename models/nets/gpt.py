@@ -105,8 +105,11 @@ class DecoderTransformer(nn.Module):
             if isinstance(module, nn.Linear):
                 nn.init.zeros_(module.bias)
 
-    def forward(self, tokens: Tensor, cache: Cache | None = None) -> tuple[Tensor, Cache]:
-        """Logits (N, T, outputs) for tokens (N, T) that follow the ``cache``d ones, and the extended cache."""
+    def forward(
+        self, tokens: Tensor, cache: Cache | None = None, states: list[Tensor] | None = None
+    ) -> tuple[Tensor, Cache]:
+        """Logits (N, T, outputs) for tokens (N, T) that follow the ``cache``d ones, and the extended cache.
+        ``states``: a list that receives every block's output (N, T, width), first block first."""
         past = 0 if cache is None else cache[0][0].shape[2]
         positions = torch.arange(past, past + tokens.shape[1], device=tokens.device)
         h = self.embed(tokens) + self.position(positions)
@@ -114,4 +117,6 @@ class DecoderTransformer(nn.Module):
         for i, block in enumerate(self.blocks):
             h, kv = block(h, None if cache is None else cache[i])
             new_cache.append(kv)
+            if states is not None:
+                states.append(h)
         return self.norm(h) @ self.embed.weight[: self.outputs].T, new_cache
