@@ -151,3 +151,36 @@ class LogitClassifier(FamilyModule):
             return pick(F.log_softmax(self.logits(inputs).float(), dim=1), predicted)
 
         return integrated_gradients(log_p, self.network_input(x, observed)).sum(1, keepdim=True)
+
+
+class PretrainedClassifier(LogitClassifier):
+    """Base of the hybrids pretrained without labels, then steered with them, in one run counted in steps.
+
+    Steps 0 .. ``pretrain_steps`` - 1 minimise ``pretrain_loss`` on every image of the batch, labels
+    ignored; the remaining steps minimise ``steer_loss`` on its labelled images only (label -1 =
+    unlabelled, dgbench/data.py's ``label_size``). The stage is read off ``global_step``, so a resumed
+    run continues in the right stage. Subclasses set ``pretrain_steps`` and define both losses.
+    """
+
+    kind = "hybrid"
+    pretrain_steps: int
+    pretrain_metric = "train/pretrain_loss"  # what the first stage's loss is logged as
+
+    def pretrain_loss(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def steer_loss(self, x: Tensor, y: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor | None:
+        x, y = batch
+        if self.global_step < self.pretrain_steps:  # stage 1: every image, no label
+            loss = self.pretrain_loss(x)
+            self.log(self.pretrain_metric, loss, prog_bar=True)
+            return loss
+        known = y >= 0  # stage 2: the labelled images only
+        if not known.any():
+            return None  # Lightning skips the step (use data.labelled_batch_size to put labels in every batch)
+        loss = self.steer_loss(x[known], y[known])
+        self.log("train/loss", loss, prog_bar=True)
+        return loss

@@ -32,16 +32,16 @@ from torch import Tensor, nn
 from dgbench import DGBenchError
 from dgbench.binarize import dynamic_binarization, fixed_binarization
 from dgbench.family import OptimizerFactory, SchedulerFactory
-from models.discriminative import LogitClassifier
+from models.discriminative import PretrainedClassifier
 from models.gpt import NO_CLASS, next_token_log_probs
 from models.nets.gpt import PATCH, SYMBOLS, DecoderTransformer, tokenize
 
 
-class FinetunedGPT(LogitClassifier):
+class FinetunedGPT(PretrainedClassifier):
     """Capabilities: classify, score_anomalies (max-softmax declared), log_likelihood (exact, unconditional)."""
 
     family = "gpt_finetuned"
-    kind = "hybrid"  # generative pretraining (no labels), discriminative steering (labels)
+    pretrain_metric = "train/nll_per_token"
     learns = "p(y|x), from a transformer pretrained on p(x) by next-token prediction without labels"
     explain = None  # no attribution through discrete tokens is claimed (see the module docstring)
 
@@ -99,25 +99,17 @@ class FinetunedGPT(LogitClassifier):
         return self.head(self.features(states))
 
     # --- training ---------------------------------------------------------------------------
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor | None:
-        x, y = batch
-        if self.global_step < self.pretrain_steps:  # stage 1: every image, no label
-            loss = -self._pass(dynamic_binarization(x))[0].mean()
-            self.log("train/nll_per_token", loss, prog_bar=True)
-            return loss
-        known = y >= 0  # stage 2: the labelled images only
-        if not known.any():
-            return None  # Lightning skips the step (data.labelled_batch_size puts labels in every batch)
-        binary = dynamic_binarization(x[known])
+    def pretrain_loss(self, x: Tensor) -> Tensor:
+        return -self._pass(dynamic_binarization(x))[0].mean()  # L_GEN, nats per token
+
+    def steer_loss(self, x: Tensor, y: Tensor) -> Tensor:
+        binary = dynamic_binarization(x)
         if self.probe_layer is not None:  # linear probe: the transformer is frozen
             with torch.no_grad():
                 _, states = self._pass(binary)
-            loss = self.loss(self.head(self.features(states)), y[known])
-        else:  # fine-tune: L_CLS + aux_weight * L_GEN
-            log_p, states = self._pass(binary)
-            loss = self.loss(self.head(self.features(states)), y[known]) - self.aux_weight * log_p.mean()
-        self.log("train/loss", loss, prog_bar=True)
-        return loss
+            return self.loss(self.head(self.features(states)), y)
+        log_p, states = self._pass(binary)  # fine-tune: L_CLS + aux_weight * L_GEN
+        return self.loss(self.head(self.features(states)), y) - self.aux_weight * log_p.mean()
 
     # --- capabilities -------------------------------------------------------------------------
     @torch.inference_mode()

@@ -26,15 +26,15 @@ from torch import Tensor, nn
 
 from dgbench import DGBenchError
 from dgbench.family import OptimizerFactory, SchedulerFactory
-from models.discriminative import LogitClassifier
+from models.discriminative import PretrainedClassifier
 from models.nets.conv import ConvDecoder, ConvEncoder
 
 
-class FinetunedVAEClassifier(LogitClassifier):
+class FinetunedVAEClassifier(PretrainedClassifier):
     """Capabilities: those of LogitClassifier (classify, score_anomalies with max-softmax declared, explain)."""
 
     family = "vae_finetuned"
-    kind = "hybrid"  # generative pretraining (no labels), discriminative fine-tuning (labels)
+    pretrain_metric = "train/neg_elbo"
     learns = "p(y|x), from an encoder pretrained on p(x) without labels"
 
     def __init__(
@@ -73,15 +73,8 @@ class FinetunedVAEClassifier(LogitClassifier):
         kl = 0.5 * (mean.square() + log_var.exp() - 1.0 - log_var).sum(1)
         return reconstruction.flatten(1).sum(1) + kl
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor | None:
-        x, y = batch
-        if self.global_step < self.pretrain_steps:  # stage 1: every image, no label
-            loss = self.negative_elbo(x).mean()
-            self.log("train/neg_elbo", loss, prog_bar=True)
-            return loss
-        known = y >= 0  # stage 2: the labelled images only
-        if not known.any():
-            return None  # Lightning skips the step (use data.labelled_batch_size to put labels in every batch)
-        loss = self.loss(self(x[known]), y[known])
-        self.log("train/loss", loss, prog_bar=True)
-        return loss
+    def pretrain_loss(self, x: Tensor) -> Tensor:
+        return self.negative_elbo(x).mean()
+
+    def steer_loss(self, x: Tensor, y: Tensor) -> Tensor:
+        return self.loss(self(x), y)
