@@ -6,6 +6,7 @@
     python benchmarks/primer.py --preset tiny          # seconds: what the test runs
     python benchmarks/primer.py --stages curves
     python benchmarks/primer.py --jobs 1               # one run at a time, on every core
+    python benchmarks/primer.py --preset reference --families vae,gan   # one part of a benchmark run in parts
 
 Stages (presets in configs/benchmark.yaml):
   train     every run the selected stages need (the families' presets, the curves' subsets, the
@@ -19,7 +20,11 @@ Stages (presets in configs/benchmark.yaml):
             the extra seeds on the suites that decide verdicts, a report in <out>/seeds; the findings
             combine a family's seeds into one cell with an interval over seeds and images)
   fashion   the hard OOD direction: families trained on Fashion-MNIST, MNIST as the OOD set
-A run whose metrics.json says complete is reused, so an interrupted benchmark goes on where it
+``--families`` runs a part: those families' runs, evaluations, curves and Fashion-MNIST runs. Every
+family's evaluation records are kept in <out>/records and the report is rebuilt from all of them, so the
+parts of a benchmark can run on different machines and days and merge through the committed records
+(dgbench/evaluation/parts.py); without ``--families`` the records of families the preset no longer
+names are dropped. A run whose metrics.json says complete is reused, so an interrupted benchmark goes on where it
 stopped, and a stage run on its own trains what it lacks. Each stage prints a progress line;
 benchmark.json records stage times and the machine.
 ``--jobs N`` (default: the preset's ``jobs``, else 1) trains N runs at once in worker processes
@@ -34,6 +39,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -46,6 +52,7 @@ from omegaconf import OmegaConf
 from dgbench import DGBenchError
 from dgbench.evaluation.curves import Job, curve_jobs, write_curves
 from dgbench.evaluation.findings import write_findings
+from dgbench.evaluation.parts import KEPT, keep_records, kept_records, merge_points, select_part
 from dgbench.evaluation.suites import SUITES
 from dgbench.rundir import RunDir
 from dgbench.runtime import CONFIG_DIR, compose_config, environment, exit_with, write_json
@@ -185,11 +192,15 @@ def evaluation_cache(runs: Path) -> Path:
     return runs / "evaluate" / "cache"
 
 
-def run_evaluate(overrides: list[str], out: Path, runs: Path) -> None:
-    """evaluate.py into ``out``; its records and cache stay with the runs, so an interrupted
-    benchmark loses no finished evaluation and results/ gets only the report and figures."""
-    records = [f"records_dir={runs / 'evaluate' / out.name}", f"cache_dir={evaluation_cache(runs)}"]
-    evaluate(compose_config([*overrides, *records], out, config_name="evaluate"))
+def merged_report(evaluations: list[Path], folder: Path, order: list[str], part: bool) -> None:
+    """Keep the records of ``evaluations`` (evaluate.py output folders) in <folder>/records and write
+    <folder>/report.* from every family's records kept there (``order``: the preset's families). A whole
+    run (not ``part``) first drops what earlier runs kept, so no family the preset dropped survives."""
+    if not part:
+        shutil.rmtree(folder / KEPT, ignore_errors=True)
+    keep_records(evaluations, folder / KEPT)
+    if kept := kept_records(folder / KEPT, order):
+        evaluate(compose_config([f"records=[{','.join(str(d) for d in kept)}]"], folder, config_name="evaluate"))
 
 
 def evaluate_family(preset: Any, family: str, runs: Path, suite: str | list[str] | None = None) -> Path:
@@ -210,25 +221,30 @@ def evaluate_family(preset: Any, family: str, runs: Path, suite: str | list[str]
     return out
 
 
-def stage_evaluate(preset: Any, runs: Path, out: Path) -> None:
+def stage_evaluate(preset: Any, runs: Path, out: Path, order: list[str], part: bool) -> None:
     """Every family evaluated on its own (results the train stage already measured come from the
-    cache), then one report from their records: evaluate.py records=[...]."""
+    cache), its records kept in <out>/records, then one report from every family's kept records (this
+    part's and the earlier parts'; ``order``: the preset's families), evaluate.py records=[...]."""
     say(f"  evaluating {len(preset.families)} families -> {out}")
-    dirs = [evaluate_family(preset, family, runs) for family in preset.families]
-    evaluate(compose_config([f"records=[{','.join(str(d) for d in dirs)}]"], out, config_name="evaluate"))
     seeds = preset.get("seeds") or {}
-    if seeds.get("families"):  # every seed of the seeded families, the deciding suites: <out>/seeds
-        say(f"  evaluating {len(seeds.families)} families at seeds {list(seeds['values'])} -> {out / 'seeds'}")
-        names = [*seeds.families, *(name for name, _, _ in seed_jobs(preset, [], runs))]
-        dirs = [evaluate_family(preset, name, runs, list(seeds.suites)) for name in names]
-        evaluate(compose_config([f"records=[{','.join(str(d) for d in dirs)}]"], out / "seeds", config_name="evaluate"))
+    for folder, names, suites in (
+        (out, list(preset.families), None),  # the head-to-head, every suite
+        # every seed of the seeded families on the deciding suites: <out>/seeds
+        (out / "seeds", [*seeds.get("families", []), *(n for n, _, _ in seed_jobs(preset, [], runs))], seeds.get("suites")),
+    ):  # fmt: skip
+        evaluations = [evaluate_family(preset, name, runs, suites and list(suites)) for name in names]
+        merged_report(evaluations, folder, order, part)
 
 
-def stage_curves(preset: Any, common: list[str], runs: Path, out: Path, workers: int) -> None:
+def stage_curves(preset: Any, common: list[str], runs: Path, out: Path, workers: int, full: Any, part: bool) -> None:
+    """The curves' runs and curves.json; a part keeps the earlier parts' points of the other families
+    (``full``: the whole preset, whose steps and settings the curves' tables show)."""
+    if not preset.curves.families:
+        return
     jobs, sizes, seeds = zip(*curve_jobs(preset, common, runs), strict=True)
     points = [
         {
-            "family": metrics["family"],
+            "family": job[0].split(" n=")[0],  # the preset's name ("gpt_probe"), not only the class's family
             "kind": metrics["kind"],
             "train_size": size,
             "seed": seed,
@@ -237,19 +253,28 @@ def stage_curves(preset: Any, common: list[str], runs: Path, out: Path, workers:
             "global_step": metrics["global_step"],
             "train_loss_last": metrics.get("train_loss_last"),
         }
-        for size, seed, metrics in zip(sizes, seeds, train_runs(list(jobs), workers), strict=True)
+        for job, size, seed, metrics in zip(jobs, sizes, seeds, train_runs(list(jobs), workers), strict=True)
     ]
-    steps = {f: spec.steps for f, spec in preset.curves.families.items()}
-    settings = {f: list(spec.get("overrides") or []) for f, spec in preset.curves.families.items()}
+    if part and (out / "curves.json").is_file():
+        points = merge_points(json.loads((out / "curves.json").read_text())["points"], points)
+    steps = {f: spec.steps for f, spec in full.curves.families.items()}
+    settings = {f: list(spec.get("overrides") or []) for f, spec in full.curves.families.items()}
     write_curves(points, out, steps, settings)
 
 
-def stage_fashion(preset: Any, common: list[str], runs: Path, out: Path, workers: int) -> None:
+def stage_fashion(preset: Any, common: list[str], runs: Path, out: Path, workers: int, full: Any, part: bool) -> None:
+    """The hard direction, one evaluation per family (records kept in <out>/fashion/records, as the
+    evaluate stage keeps them), then one report from every family's kept records."""
     train_runs(fashion_jobs(preset, common, runs)[::-1], workers)
-    ckpts = ",".join(str(runs / "fashion" / family) for family in preset.fashion.families)
     say(f"  evaluating OOD: Fashion-MNIST in distribution, MNIST out -> {out / 'fashion'}")
-    overrides = [f"ckpts=[{ckpts}]", "in_distribution=fashion_mnist", "suites=[ood]", *preset.fashion.evaluate]
-    run_evaluate(overrides, out / "fashion", runs)
+    evaluations = []
+    for family in preset.fashion.families:
+        folder = runs / "evaluate" / "fashion" / family
+        overrides = [f"ckpts=[{runs / 'fashion' / family}]", f"names=[{family}]", "in_distribution=fashion_mnist"]
+        overrides += ["suites=[ood]", *preset.fashion.evaluate, f"cache_dir={evaluation_cache(runs)}"]
+        evaluate(compose_config(overrides, folder, config_name="evaluate"))
+        evaluations.append(folder)
+    merged_report(evaluations, out / "fashion", list(full.fashion.families), part)
 
 
 def main() -> None:
@@ -259,13 +284,16 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, help="runs trained at once, cores // jobs threads each (default: preset's)")
     parser.add_argument("--runs", type=Path, help="run directories (default runs/primer_<preset>)")
     parser.add_argument("--out", type=Path, help="results directory (default results/primer_<preset>)")
+    parser.add_argument("--families", help="comma-separated part of the preset's families (default: every one)")
     args = parser.parse_args()
 
     presets = OmegaConf.load(CONFIG_DIR / "benchmark.yaml")
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     if args.preset not in presets or not set(stages) <= set(STAGES):
         raise DGBenchError(f"choose --preset from {list(presets)} and --stages from {','.join(STAGES)}")
-    preset = presets[args.preset]
+    full = presets[args.preset]
+    part = [f.strip() for f in args.families.split(",") if f.strip()] if args.families else None
+    preset = select_part(full, part) if part else full
     common = list(preset.get("common", []))
     jobs = args.jobs or preset.get("jobs", 1)
     runs, out = (args.runs or ROOT / f"runs/primer_{args.preset}"), (args.out or ROOT / f"results/primer_{args.preset}")
@@ -276,11 +304,11 @@ def main() -> None:
         if stage == "train":
             stage_train(preset, common, runs, jobs, stages)
         elif stage == "evaluate":
-            stage_evaluate(preset, runs, out)
+            stage_evaluate(preset, runs, out, list(full.families), bool(part))
         elif stage == "curves":
-            stage_curves(preset, common, runs, out, jobs)
+            stage_curves(preset, common, runs, out, jobs, full, bool(part))
         else:
-            stage_fashion(preset, common, runs, out, jobs)
+            stage_fashion(preset, common, runs, out, jobs, full, bool(part))
         timings[stage] = round(time.perf_counter() - started, 1)
         say(f"stage {stage} done in {timings[stage]:.0f} s")
     # benchmark.json: stage times of this and earlier invocations (a stage run alone keeps the others)

@@ -3,6 +3,7 @@
 
     python benchmarks/readme_tables.py [results/primer_cpu] > results/primer_cpu/tables.md
     python benchmarks/readme_tables.py results/primer_cpu --readme README.md   # README's findings table
+    python benchmarks/readme_tables.py results/primer_cpu --reference results/primer_reference  # side by side
 
 The findings table (one row per primer claim, ``dgbench.evaluation.findings``) replaces what stands
 between README's ``<!-- findings -->`` and ``<!-- /findings -->`` markers; tests/test_readme.py checks
@@ -21,7 +22,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dgbench.evaluation.findings import findings, markdown, read_run
+from dgbench.evaluation.findings import findings, markdown, read_run, side_by_side
 
 BEGIN, END = "<!-- findings -->", "<!-- /findings -->"
 
@@ -147,7 +148,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", nargs="?", default="results/primer_cpu", type=Path)
     parser.add_argument("--readme", type=Path, help="rewrite this README's findings table in place")
+    parser.add_argument("--reference", type=Path, help="print each claim's verdict here and in this folder's run")
     args = parser.parse_args()
+    if args.reference:
+        rows = [findings(*read_run(folder)) for folder in (args.folder, args.reference)]
+        print("\n".join(side_by_side(*rows, (args.folder.as_posix(), args.reference.as_posix()))))
+        return
     if args.readme:
         args.readme.write_text(with_findings(args.readme.read_text(), args.folder))
         print(f"{args.readme}: findings table from {args.folder}")

@@ -56,3 +56,29 @@ def test_the_benchmark_runs_every_stage_and_writes_every_file_the_readme_links(t
     again = run_python([*command, "--stages", "train", "--jobs", "1"], timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     assert again.stdout.count("reusing") == len(TINY_PRESET.families) and "training (" not in again.stdout
+
+
+def test_a_report_rebuilt_from_two_parts_records_is_the_report_of_one_run_of_both(tmp_path: Path) -> None:
+    def primer(out: Path, families: str) -> dict:
+        command = ["benchmarks/primer.py", "--preset", "tiny", "--runs", str(tmp_path / "runs"), "--out", str(out)]
+        result = run_python(
+            [*command, "--stages", "train,evaluate", "--families", families, "--jobs", "1"], timeout=600
+        )
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+        return {f: json.loads((out / f).read_text()) for f in ("report.json", "seeds/report.json")}
+
+    def comparable(report: dict) -> dict:  # what the measurements say, not when or from which folder
+        meta = {k: v for k, v in report.items() if k not in ("models", "wall_time_s", "merged_from")}
+        return {"meta": meta, "models": report["models"]}
+
+    primer(tmp_path / "parts", "naive_bayes")
+    parts = primer(tmp_path / "parts", "logistic_regression")  # the second part: the first part's records kept
+    both = primer(tmp_path / "both", "naive_bayes,logistic_regression")
+    assert list(parts["report.json"]["models"]) == ["logistic_regression", "naive_bayes"]  # the preset's order
+    for name in parts:
+        assert comparable(parts[name]) == comparable(both[name])
+    assert sorted(p.name for p in (tmp_path / "parts" / "records").iterdir()) == ["logistic_regression", "naive_bayes"]
+    unknown = run_python(
+        ["benchmarks/primer.py", "--preset", "tiny", "--families", "nope", "--out", str(tmp_path / "x")]
+    )
+    assert unknown.returncode != 0 and "nope not in the preset" in unknown.stderr and not (tmp_path / "x").exists()

@@ -113,3 +113,15 @@ def test_a_family_at_several_seeds_is_one_cell_with_seed_and_evaluation_spread()
     assert "conditional" not in f.findings({"models": {k: report["models"]["d"] for k in ("d",)} | {
         "g": report["models"]["g"]}}, None, {"models": {**seeds["models"], "g": report["models"]["g"],
         "g@s43": report["models"]["g"]}})[1].verdict  # fmt: skip
+
+
+def test_side_by_side_marks_a_verdict_that_flips_and_ignores_the_checkpoint_caveat() -> None:
+    hour = [
+        f.Finding("a", f.HOLDS, "1", "r.md"),
+        f.Finding("b", f"{f.EVEN}, conditional on one checkpoint of g", "2", "r.md"),
+    ]
+    reference = [f.Finding("a", f.EVEN, "3", "r.md"), f.Finding("b", f.EVEN, "4", "r.md")]
+    lines = f.side_by_side(hour, reference, ("h", "r"))
+    assert "**flips**" in lines[2] and "[holds](h/r.md)" in lines[2] and "[not distinguishable](r/r.md)" in lines[2]
+    assert "**flips**" not in lines[3]  # the same verdict, one of them conditional on one checkpoint
+    assert "not run" in f.side_by_side(hour, [], ("h", "r"))[2]

@@ -80,7 +80,9 @@ def one_step(model: FinetunedGPT, global_step: int) -> dict[str, torch.Tensor]:
     (1, 5, False, True),    # linear probe: the transformer frozen
     (None, 5, True, True),  # fine-tune: everything, with the generative loss
 ])  # fmt: skip
-def test_each_stage_trains_what_it_should(probe_layer: int | None, stage: int, net_moves: bool, head_moves: bool) -> None:
+def test_each_stage_trains_what_it_should(
+    probe_layer: int | None, stage: int, net_moves: bool, head_moves: bool
+) -> None:
     model = tiny(probe_layer=probe_layer, pretrain_steps=3)
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     after = one_step(model, stage)

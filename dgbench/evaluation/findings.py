@@ -334,3 +334,22 @@ def markdown(rows: list[Finding], folder: str, previous: dict[str, str] | None =
             f"| {r.claim} | **{r.verdict}** | {numbers} | {since(r, previous)} | [{r.link}]({folder}/{r.link}) |"
         )
     return lines
+
+
+def side_by_side(hour: list[Finding], reference: list[Finding], folders: tuple[str, str]) -> list[str]:
+    """Each claim's verdict in the hour and in the reference tier (full training), with both sets of
+    deciding numbers; a verdict that differs between the two is marked **flips**."""
+    lines = [
+        "| the primer's claim | the hour | reference tier | | deciding numbers: hour; reference |",
+        "|---|---|---|---|---|",
+    ]
+    ref = {r.claim: r for r in reference}
+    for row in hour:
+        other = ref.get(row.claim)
+        flips = "**flips**" if other and other.verdict.split(",")[0] != row.verdict.split(",")[0] else ""
+        numbers = f"{row.numbers}; {other.numbers if other else '–'}".replace("|", "\\|")
+        lines.append(
+            f"| {row.claim} | [{row.verdict}]({folders[0]}/{row.link}) | "
+            f"{f'[{other.verdict}]({folders[1]}/{other.link})' if other else 'not run'} | {flips} | {numbers} |"
+        )
+    return lines
