@@ -37,6 +37,22 @@ from models.gpt import NO_CLASS, next_token_log_probs
 from models.nets.gpt import PATCH, SYMBOLS, DecoderTransformer, tokenize
 
 
+def unconditional_pass(net: DecoderTransformer, binary: Tensor) -> tuple[Tensor, list[Tensor]]:
+    """Per-token log p(s_t | s_<t) (N, T) after the no-class start token, and every block's output: one
+    teacher-forced pass of binary images (N, 1, H, W)."""
+    tokens, states = tokenize(binary), []
+    start = torch.full((len(tokens), 1), NO_CLASS, device=tokens.device)
+    log_p = next_token_log_probs(net, start, tokens, states).gather(-1, tokens[..., None])[..., 0]
+    return log_p, states
+
+
+def pooled(state: Tensor) -> Tensor:
+    """f_l: one block's output (N, T, width) averaged over positions, layer-normalised without parameters,
+    float32 (N, width)."""
+    mean = state.float().mean(1)
+    return F.layer_norm(mean, mean.shape[-1:])
+
+
 class FinetunedGPT(PretrainedClassifier):
     """Capabilities: classify, score_anomalies (max-softmax declared), log_likelihood (exact, unconditional)."""
 
@@ -82,17 +98,11 @@ class FinetunedGPT(PretrainedClassifier):
 
     # --- the model -------------------------------------------------------------------------
     def _pass(self, binary: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """Per-token log p(s_t | s_<t) (N, T) and every block's output, one teacher-forced pass."""
-        tokens, states = tokenize(binary), []
-        start = torch.full((len(tokens), 1), NO_CLASS, device=tokens.device)
-        log_p = next_token_log_probs(self.net, start, tokens, states).gather(-1, tokens[..., None])[..., 0]
-        return log_p, states
+        return unconditional_pass(self.net, binary)
 
     def features(self, states: list[Tensor], layer: int | None = None) -> Tensor:
-        """f_l: block ``layer``'s output (default: the probe layer, else the last) averaged over positions,
-        layer-normalised without parameters, float32 (N, width)."""
-        pooled = states[(layer or self.probe_layer or len(states)) - 1].float().mean(1)
-        return F.layer_norm(pooled, pooled.shape[-1:])
+        """f_l of block ``layer`` (default: the probe layer, else the last), :func:`pooled`."""
+        return pooled(states[(layer or self.probe_layer or len(states)) - 1])
 
     def logits(self, inputs: Tensor) -> Tensor:
         _, states = self._pass(fixed_binarization(inputs, self.eval_seed))

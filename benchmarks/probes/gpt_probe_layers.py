@@ -27,8 +27,7 @@ from dgbench.checkpoint import load_model
 from dgbench.data import stratified_subset, to_float
 from dgbench.datasets import default_data_root, load_split
 from dgbench.runtime import environment, write_json
-from models.gpt import NO_CLASS
-from models.nets.gpt import tokenize
+from models.gpt_finetuned import pooled, unconditional_pass
 
 
 @torch.inference_mode()
@@ -36,11 +35,8 @@ def layer_features(net: torch.nn.Module, images: torch.Tensor, batch: int = 256)
     """(depth, N, width): f_l for every block l of ``net``, on the fixed binarization (seed 0)."""
     out = []
     for x in images.split(batch):
-        tokens, states = tokenize(fixed_binarization(x, 0)), []
-        start = torch.full((len(tokens), 1), NO_CLASS)
-        net(torch.cat([start, tokens[:, :-1]], 1), states=states)
-        pooled = torch.stack([h.float().mean(1) for h in states])  # (depth, n, width)
-        out.append(torch.nn.functional.layer_norm(pooled, pooled.shape[-1:]))
+        _, states = unconditional_pass(net, fixed_binarization(x, 0))
+        out.append(torch.stack([pooled(h) for h in states]))
     return torch.cat(out, 1)
 
 
