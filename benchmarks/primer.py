@@ -213,8 +213,9 @@ def evaluate_family(preset: Any, family: str, runs: Path, suite: str | list[str]
     run_dir = runs / "seeds" / family if "@" in family else runs / family
     overrides = [f"ckpts=[{run_dir}]", f"names=[{family}]", *preset.evaluate]
     overrides += list((preset.get("evaluate_families") or {}).get(family.split("@")[0]) or [])
-    overrides += [f"suites=[{suite if isinstance(suite, str) else ','.join(suite)}]"] if suite else []
-    shown = f" ({suite if isinstance(suite, str) else ', '.join(suite)})" if suite else ""
+    suites = [suite] if isinstance(suite, str) else list(suite or [])
+    overrides += [f"suites=[{','.join(suites)}]"] if suites else []
+    shown = f" ({', '.join(suites)})" if suites else ""
     say(f"  evaluating {family}{shown}")
     evaluate(compose_config([*overrides, f"cache_dir={evaluation_cache(runs)}"], out, config_name="evaluate"))
     say(f"  evaluated {family}{shown}")
